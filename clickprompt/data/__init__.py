@@ -1,0 +1,1 @@
+"""Data: raw readers (sources), preparation, prepared-dataset access, text view and token cache."""

@@ -1,0 +1,361 @@
+"""The one training loop every stage uses (CTR from scratch, PA-MLM pretraining, finetuning).
+
+Contract: `model(**batch)` returns a dict with "loss" (training) and "logits" (prediction); batches are
+built by a `make_batch(indices)` function from in-memory arrays, so there is no per-sample Python in
+the hot loop. The loop owns the optimizer (AdamW, Sec 4.1.4), the schedule, the device and precision
+(bf16 autocast on CUDA, or on request on CPUs with bf16 units), gradient accumulation, early stopping
+on a validation metric keeping the best weights, progress bars, per-epoch JSON-lines metrics, NaN
+guards, and resumable state. Under `torchrun` it runs data-parallel (DDP; gloo on CPU, nccl on CUDA):
+each rank takes its share of every global batch and only rank 0 writes files.
+
+Resuming: the shuffle order of epoch e is a pure function of (seed, e), and the trainer state (model,
+optimizer, schedule, RNG, best weights, position in the epoch) is saved atomically every
+`save_every` steps and at each epoch end, so a run killed at any point continues from its last save
+and follows the same trajectory as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from clickprompt.checkpoint import atomic_write_text, save_checkpoint
+from clickprompt.config import TrainConfig
+from clickprompt.errors import ClickPromptError
+
+
+class TrainingError(ClickPromptError):
+    pass
+
+
+# ---------------------------------------------------------------- devices, precision, seeds
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if dist.is_available() and dist.is_initialized() and torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None = fp32. "auto": bf16 on CUDA devices that support it, fp32 on CPU."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if precision == "bf16":
+        return torch.bfloat16 if cpu_has_bf16() else None
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+# ---------------------------------------------------------------- distributed
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world_size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+# ---------------------------------------------------------------- batching helpers
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    make_batch: Callable[[np.ndarray], dict],
+    n: int,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    output: str = "logits",
+    progress: bool = False,
+) -> np.ndarray:
+    """Run the model over samples 0..n-1 in order; returns the chosen output as float64 numpy."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outs = []
+    for start in tqdm(range(0, n, batch_size), desc="predict", disable=not progress, leave=False):
+        batch = to_device(make_batch(np.arange(start, min(start + batch_size, n))), device)
+        batch.pop("labels", None)
+        with autocast(device, dtype):
+            out = model(**batch)[output]
+        outs.append(out.float().cpu())
+    model.train(was_training)
+    return torch.cat(outs).double().numpy() if outs else np.zeros(0)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    best_metric: float | None
+    best_epoch: int | None
+    epochs_run: int
+    steps: int
+    history: list[dict] = field(default_factory=list)
+    samples_per_s: float = 0.0
+    stopped_early: bool = False
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, param_groups: list[dict] | None):
+    """AdamW (Sec 4.1.4). `param_groups` lets the PLM part have its own learning rate; lr 0 freezes."""
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    kept = []
+    for g in groups:
+        params = [p for p in g["params"] if p.requires_grad]
+        if g.get("lr", cfg.lr) == 0:
+            for p in params:
+                p.requires_grad_(False)  # lr 0 = frozen (Sec 4.1.4): no gradient work at all
+            continue
+        if params:
+            kept.append({**g, "params": params})
+    if not kept:
+        raise TrainingError("nothing to train: every parameter group is frozen")
+    return torch.optim.AdamW(kept, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(optimizer, total_steps: int, warmup_ratio: float, schedule: str):
+    warmup = int(round(warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "linear":
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _rng_state() -> torch.Tensor:
+    return torch.get_rng_state()
+
+
+def _save_trainer_state(path: Path, model, best_state, optimizer, scheduler, info: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
+    opt = optimizer.state_dict()
+    for idx, st in opt["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{idx}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    tensors["rng.torch"] = _rng_state()
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".trainer.safetensors.tmp-{os.getpid()}"
+    # tied parameters appear once per name; clone so safetensors sees no shared storage
+    save_file({k: v.clone() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path / "trainer.safetensors")
+    meta = {**info, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict()}
+    atomic_write_text(path / "trainer_state.json", json.dumps(meta, default=str))
+
+
+def _load_trainer_state(path: Path, model, optimizer, scheduler) -> tuple[dict, dict | None]:
+    meta = json.loads((path / "trainer_state.json").read_text())
+    tensors = load_file(str(path / "trainer.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    groups = meta["param_groups"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta, best
+
+
+def train(
+    model: torch.nn.Module,
+    make_batch: Callable[[np.ndarray], dict],
+    n_train: int,
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    monitor: str = "auc",
+    mode: str = "max",
+    param_groups: list[dict] | None = None,
+    checkpoint_config: dict | None = None,
+    schedule: str = "constant",
+    resume: bool = False,
+    progress: bool = True,
+    early_stopping: bool = True,
+) -> TrainResult:
+    """Train `model`; evaluate after every epoch, keep the best weights (loaded back at the end)."""
+    rank, world = init_distributed()
+    main = rank == 0
+    device = resolve_device(cfg.device)
+    dtype = autocast_dtype(cfg.precision, device)
+    seed_everything(cfg.seed)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg, param_groups)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    scheduler = make_schedule(optimizer, total_steps, cfg.warmup_ratio, schedule)
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    run_dir = Path(run_dir) if run_dir is not None else None
+    state_dir = run_dir / "state" if run_dir is not None else None
+    sign = 1.0 if mode == "max" else -1.0
+    epoch, step_in_epoch, global_step, bad_epochs = 0, 0, 0, 0
+    best_metric, best_epoch, best_state, history = None, None, None, []
+    if resume and state_dir is not None and (state_dir / "trainer_state.json").exists():
+        meta, best_state = _load_trainer_state(state_dir, model, optimizer, scheduler)
+        epoch, step_in_epoch, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
+        best_metric, best_epoch, bad_epochs, history = meta["best_metric"], meta["best_epoch"], meta["bad_epochs"], meta["history"]
+        if main and progress:
+            print(f"resumed from {state_dir}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}")
+    elif run_dir is not None and main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+    def save_state():
+        if state_dir is not None and main:
+            info = dict(
+                epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best_metric,
+                best_epoch=best_epoch, bad_epochs=bad_epochs, history=history,
+            )
+            _save_trainer_state(state_dir, model, best_state, optimizer, scheduler, info)
+
+    micro = max(1, cfg.batch_size // cfg.grad_accum)
+    stopped_early, samples_seen, t_train = False, 0, 0.0
+    done = cfg.max_steps is not None and global_step >= cfg.max_steps
+    while epoch < cfg.epochs and not done:
+        order = epoch_order(n_train, cfg.seed, epoch)
+        ddp_model.train()
+        bar = tqdm(
+            total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (progress and main), leave=False,
+        )
+        running, t0 = [], time.perf_counter()
+        while step_in_epoch < steps_per_epoch:
+            batch_idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+            shard = batch_idx[rank::world]  # this rank's part of the global batch
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for m in range(0, len(shard), micro):
+                part = shard[m : m + micro]
+                batch = to_device(make_batch(part), device)
+                with autocast(device, dtype):
+                    loss = ddp_model(**batch)["loss"]
+                scaled = loss * (len(part) / len(shard))
+                scaled.backward()
+                loss_sum += float(scaled.detach())
+            if not math.isfinite(loss_sum):
+                raise TrainingError(
+                    f"loss is {loss_sum} at epoch {epoch + 1}, step {step_in_epoch + 1} (global step {global_step + 1}); "
+                    "lower the learning rate or check the data"
+                )
+            optimizer.step()
+            scheduler.step()
+            step_in_epoch += 1
+            global_step += 1
+            samples_seen += len(batch_idx)
+            running.append(loss_sum)
+            bar.update(1)
+            if global_step % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{np.mean(running[-cfg.log_every:]):.4f}")
+            if cfg.save_every and global_step % cfg.save_every == 0:
+                save_state()
+            if cfg.max_steps is not None and global_step >= cfg.max_steps:
+                done = True
+                break
+        bar.close()
+        t_train += time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "step": global_step, "train_loss": float(np.mean(running)) if running else None}
+        if evaluate is not None:
+            metrics = evaluate(model)
+            record.update({f"valid_{k}": v for k, v in metrics.items()})
+            value = metrics.get(monitor)
+            if value is not None and (best_metric is None or sign * value > sign * best_metric):
+                best_metric, best_epoch, bad_epochs = value, epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if run_dir is not None and main and checkpoint_config is not None:
+                    save_checkpoint(run_dir / "best", best_state, {**checkpoint_config, "epoch": epoch + 1, monitor: value})
+            else:
+                bad_epochs += 1
+        record["elapsed_s"] = round(t_train, 3)
+        history.append(record)
+        if main and progress:
+            shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}
+            tqdm.write(json.dumps(shown))
+        if run_dir is not None and main:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        epoch += 1
+        step_in_epoch = 0
+        save_state()
+        if early_stopping and evaluate is not None and bad_epochs >= cfg.patience:
+            stopped_early = True
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif run_dir is not None and main and checkpoint_config is not None:
+        save_checkpoint(run_dir / "best", model.state_dict(), {**checkpoint_config, "epoch": epoch})
+    return TrainResult(
+        best_metric=best_metric, best_epoch=best_epoch, epochs_run=epoch, steps=global_step, history=history,
+        samples_per_s=samples_seen / t_train if t_train else 0.0, stopped_early=stopped_early,
+    )
