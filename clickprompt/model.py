@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clickprompt.config import PromptConfig
 from clickprompt.ctr.base import CTRModel
+from clickprompt.plm.prefix import PLMWithPrompts
+from clickprompt.prompting import PromptGenerator
 
 
 class CTRClassifier(nn.Module):
@@ -30,6 +33,85 @@ class CTRClassifier(nn.Module):
     def forward(self, ids: torch.Tensor, labels: torch.Tensor | None = None, **_) -> dict:
         logits = self.ctr(ids)  # (B,)
         out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = F.binary_cross_entropy_with_logits(logits.float(), labels.float())  # Eq. 2
+        return out
+
+
+class ClickPromptModel(nn.Module):
+    """CTR model -> q (Eq. 5) -> prompt generator (Eq. 6) -> PLM with prompts (Eq. 7).
+
+    `prompt.use_prompts = False` removes the prompt interface (the "w/o Prompt" ablation of
+    Table 5): the PLM then reads the text alone and the two towers meet only in the output."""
+
+    def __init__(self, ctr: CTRModel, plm: PLMWithPrompts, prompt: PromptConfig):
+        super().__init__()
+        self.ctr = ctr
+        self.plm = plm
+        self.prompt_cfg = prompt
+        self.generator = (
+            PromptGenerator.for_plm(ctr.output_dim, plm, prompt.num_prompts, prompt.strategy) if prompt.use_prompts else None
+        )
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_mode: str = "true",
+        output_attentions: bool = False,
+    ):
+        """-> (q (B, d_q), hidden (B, Z, H)[, attentions]). prompt_mode: "true", "shuffled" (prompts of
+        other samples in the batch: a control) or "none" (no prompts)."""
+        q = self.ctr.represent(ids)  # Eq. 5: q_i = FI_Layer(Embed_Layer(x_i^ID)), (B, d_q)
+        kwargs = {}
+        if self.generator is not None and prompt_mode != "none":
+            q_for_prompts = q[torch.roll(torch.arange(len(q), device=q.device), 1)] if prompt_mode == "shuffled" else q
+            p = self.generator(q_for_prompts)  # Eq. 6: p_{i,l,k} = g_{l,k}(q_i)
+            kwargs = {"prefix_kv": p} if self.prompt_cfg.strategy == "layerwise" else {"prompt_embeds": p}
+        out = self.plm.encode(input_ids, attention_mask, output_attentions=output_attentions, **kwargs)  # Eq. 7
+        if output_attentions:
+            hidden, attentions = out
+            return q, hidden, attentions
+        return q, out
+
+
+class ClickPromptForPretraining(nn.Module):
+    """PA-MLM (Sec 3.5.1): recover masked text tokens from the text context and the soft prompts
+    generated from the intact ID features. The vocabulary projection runs at masked positions only."""
+
+    def __init__(self, core: ClickPromptModel):
+        super().__init__()
+        self.core = core
+
+    def forward(self, ids, input_ids, attention_mask, mlm_labels=None, prompt_mode: str = "true", **_) -> dict:
+        _, hidden = self.core(ids, input_ids, attention_mask, prompt_mode=prompt_mode)
+        out = {"hidden": hidden}
+        if mlm_labels is not None:
+            out["loss"] = self.core.plm.mlm_loss(hidden, mlm_labels)  # softmax + cross-entropy over masked tokens
+        return out
+
+
+class ClickPromptForCTR(nn.Module):
+    """Finetuning with PLM (Sec 3.5.2, Eq. 9):
+        y_CTR = MLP(q),  y_PLM = MLP(Pooling(h_{L+1})),  y = sigma(alpha * y_CTR + (1 - alpha) * y_PLM)
+    with alpha a learnable scalar (initialised at 0.5)."""
+
+    def __init__(self, core: ClickPromptModel, pooling: str = "cls", dropout: float = 0.1):
+        super().__init__()
+        self.core = core
+        self.pooling = pooling
+        H = core.plm.hidden_size
+        self.plm_head = nn.Sequential(nn.Linear(H, H), nn.Tanh(), nn.Dropout(dropout), nn.Linear(H, 1))  # Eq. 8
+        self.alpha = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, ids, input_ids, attention_mask, labels=None, prompt_mode: str = "true", **_) -> dict:
+        q, hidden = self.core(ids, input_ids, attention_mask, prompt_mode=prompt_mode)
+        logit_ctr = self.core.ctr.head(q).squeeze(-1)  # y_CTR, (B,)
+        pooled = self.core.plm.pool(hidden, attention_mask, self.pooling)  # (B, H)
+        logit_plm = self.plm_head(pooled).squeeze(-1)  # y_PLM, (B,)
+        logits = self.alpha * logit_ctr + (1 - self.alpha) * logit_plm  # Eq. 9, before the sigmoid
+        out = {"logits": logits, "logit_ctr": logit_ctr, "logit_plm": logit_plm}
         if labels is not None:
             out["loss"] = F.binary_cross_entropy_with_logits(logits.float(), labels.float())  # Eq. 2
         return out

@@ -27,7 +27,7 @@ from clickprompt.data.dataset import PreparedDataset, Split
 from clickprompt.evaluation import ctr_metrics, mean_std
 from clickprompt.errors import CheckpointError
 from clickprompt.model import CTRClassifier
-from clickprompt.training import autocast_dtype, is_main_process, predict, resolve_device, seed_everything, train
+from clickprompt.training import autocast, autocast_dtype, is_main_process, predict, seed_everything, train
 
 
 def load_dataset(cfg: RunConfig) -> PreparedDataset:
@@ -148,3 +148,287 @@ def summarize_seeds(run_dirs: list[Path], out: Path | None = None) -> dict:
     if out is not None and is_main_process():
         atomic_write_text(out, json.dumps(summary, indent=2))
     return summary
+
+
+# ---------------------------------------------------------------- ClickPrompt stages
+
+
+def text_batcher(split: Split, cache, *, mlm: dict | None = None):
+    """Batches with ids, labels and the token-cache text view; with `mlm` (mask_token_id, vocab_size,
+    special_ids, prob) also PA-MLM inputs: masked input_ids and mlm_labels (dynamic masking)."""
+    from clickprompt.masking import mask_tokens
+
+    ids = torch.from_numpy(split.ids)
+    labels = torch.from_numpy(split.labels)
+
+    def make_batch(idx: np.ndarray) -> dict:
+        idx = np.asarray(idx, dtype=np.int64)
+        tok = cache.assemble(split.text_index[idx], with_fields=mlm is not None)
+        t = torch.from_numpy(idx)
+        batch = {
+            "ids": ids[t],
+            "labels": labels[t],
+            "input_ids": torch.from_numpy(tok["input_ids"]),
+            "attention_mask": torch.from_numpy(tok["attention_mask"]),
+        }
+        if mlm is not None:
+            special = torch.from_numpy((tok["token_field"] < 0) & (tok["attention_mask"] == 1))
+            batch["input_ids"], batch["mlm_labels"] = mask_tokens(
+                batch["input_ids"], batch["attention_mask"], special, mlm["mask_token_id"], mlm["vocab_size"],
+                prob=mlm.get("prob", 0.15), special_ids=mlm["special_ids"],
+            )
+            batch.pop("labels")
+        return batch
+
+    return make_batch
+
+
+def build_clickprompt(cfg: RunConfig, spec, *, plm_weights: bool = True, hf_config: dict | None = None):
+    """(core, tokenizer, plm_info): a fresh CTR model, prompt generator and the named PLM."""
+    from clickprompt.model import ClickPromptModel
+    from clickprompt.plm import PLMWithPrompts, load_plm
+    from clickprompt.plm.backbone import build_plm_from_config
+
+    if plm_weights:
+        mlm_model, tokenizer, info = load_plm(cfg.plm.name)
+    else:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from clickprompt.plm import resolve_plm
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_plm(cfg.plm.name), local_files_only=True)
+        config = AutoConfig.for_model(**hf_config)
+        mlm_model, tokenizer, info = build_plm_from_config(config, tokenizer)
+    ctr = create_ctr(cfg.ctr.model, spec, cfg.ctr)
+    return ClickPromptModel(ctr, PLMWithPrompts(mlm_model), cfg.prompt), tokenizer, info
+
+
+def mlm_settings(tokenizer) -> dict:
+    return {
+        "mask_token_id": tokenizer.mask_token_id,
+        "vocab_size": len(tokenizer),
+        "special_ids": list(tokenizer.all_special_ids),
+    }
+
+
+def clickprompt_config(core, ds: PreparedDataset, cfg: RunConfig, kind: str, tokenizer_dir: str) -> dict:
+    return {
+        **model_config(core, ds, cfg, kind),
+        "plm_name": cfg.plm.name,
+        "hf_config": core.plm.config.to_dict(),
+        "tokenizer": tokenizer_dir,
+    }
+
+
+@torch.no_grad()
+def masked_value_accuracy(model, split: Split, cache, tokenizer, cfg: RunConfig, n: int = 2048, seed: int = 0) -> dict:
+    """Masked-token accuracy on value tokens (not field names, "is", "."), with the true prompts, with
+    prompts shuffled across the batch, and with no prompts: the evidence that the PLM reads them.
+    15% of each sample's value tokens are replaced by the mask token, with a fixed seed."""
+    from clickprompt.masking import mask_tokens
+
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(cfg.train.precision, device)
+    rows = np.random.default_rng(seed).permutation(len(split))[:n]
+    gen = torch.Generator().manual_seed(seed)
+    hits = {"true": 0, "shuffled": 0, "none": 0}
+    total = 0
+    model.eval()
+    for start in range(0, len(rows), 256):
+        idx = rows[start : start + 256]
+        tok = cache.assemble(split.text_index[idx], with_fields=True)
+        input_ids = torch.from_numpy(tok["input_ids"])
+        attention = torch.from_numpy(tok["attention_mask"])
+        special = torch.from_numpy((tok["token_field"] < 0) & (tok["attention_mask"] == 1))
+        masked, labels = mask_tokens(
+            input_ids, attention, special, tokenizer.mask_token_id, len(tokenizer), prob=0.15, generator=gen,
+            special_ids=list(tokenizer.all_special_ids), eligible_mask=torch.from_numpy(tok["value_mask"]),
+            mask_ratio=1.0, random_ratio=0.0,
+        )
+        where = labels.ne(-100)
+        total += int(where.sum())
+        ids = torch.from_numpy(split.ids[idx]).to(device)
+        for mode in hits:
+            with autocast(device, dtype):
+                _, hidden = model.core(ids, masked.to(device), attention.to(device), prompt_mode=mode)
+                logits = model.core.plm.mlm_logits(hidden, where.to(device))
+            hits[mode] += int((logits.argmax(-1).cpu() == labels[where]).sum())
+    return {f"value_token_acc_{m}": hits[m] / max(total, 1) for m in hits} | {"masked_value_tokens": total}
+
+
+def _tokenizer_dir(run_dir: Path, tokenizer) -> str:
+    if is_main_process():
+        tokenizer.save_pretrained(run_dir / "tokenizer")
+    return "tokenizer"
+
+
+def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
+             progress: bool = True, max_train_samples: int | None = None) -> dict:
+    """PA-MLM pretraining (Sec 3.5.1). Saves CTR model, generator and PLM (with its MLM head)."""
+    from clickprompt.data.text import TokenCache
+    from clickprompt.model import ClickPromptForPretraining
+
+    run_dir = Path(run_dir)
+    if (run_dir / "results.json").exists() and not (force or resume):
+        return json.loads((run_dir / "results.json").read_text())
+    ds = load_dataset(cfg)
+    seed_everything(cfg.train.seed)
+    core, tokenizer, info = build_clickprompt(cfg, ds.spec)
+    model = ClickPromptForPretraining(core)
+    cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+    _write_run_config(run_dir, cfg, "pretrain", {"plm_newly_initialized": list(info.newly_initialized)})
+    tok_dir = _tokenizer_dir(run_dir, tokenizer)
+    train_split = ds.split("train")
+    n_train = len(train_split) if max_train_samples is None else min(max_train_samples, len(train_split))
+    settings = mlm_settings(tokenizer)
+    valid = ds.split("valid")
+    valid_mb = text_batcher(valid, cache, mlm=settings)
+    n_valid_eval = min(len(valid), 2048)
+
+    def evaluate(m) -> dict:  # validation MLM loss on a fixed subset with a fixed masking seed
+        state = torch.get_rng_state()
+        torch.manual_seed(0)
+        device = next(m.parameters()).device
+        losses = []
+        m.eval()
+        with torch.no_grad():
+            for s in range(0, n_valid_eval, 256):
+                batch = to_device_batch(valid_mb(np.arange(s, min(s + 256, n_valid_eval))), device)
+                with autocast(device, autocast_dtype(cfg.train.precision, device)):
+                    losses.append(float(m(**batch)["loss"]))
+        m.train()
+        torch.set_rng_state(state)
+        return {"mlm_loss": float(np.mean(losses))}
+
+    params_plm = list(core.plm.parameters())
+    plm_ids = {id(p) for p in params_plm}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in plm_ids], "lr": cfg.train.lr},
+        {"params": params_plm, "lr": cfg.train.plm_lr},
+    ]
+    t0 = time.perf_counter()
+    result = train(
+        model, text_batcher(train_split, cache, mlm=settings), n_train, cfg.train, run_dir, evaluate=evaluate,
+        monitor="mlm_loss", mode="min", param_groups=groups, schedule="linear", resume=resume, progress=progress,
+        checkpoint_config=clickprompt_config(core, ds, cfg, "clickprompt-pretrain", tok_dir), early_stopping=False,
+    )
+    wall = time.perf_counter() - t0
+    acc = masked_value_accuracy(model, valid, cache, tokenizer, cfg)
+    out = {
+        "stage": "pretrain", "dataset": ds.name, "seed": cfg.train.seed, "train_samples_per_epoch": n_train,
+        "epochs_run": result.epochs_run, "steps": result.steps, "best_epoch": result.best_epoch,
+        "valid_mlm_loss": result.best_metric, "train_samples_per_s": round(result.samples_per_s, 1),
+        "wall_s": round(wall, 1), "plm": cfg.plm.name, "plm_newly_initialized": list(info.newly_initialized), **acc,
+    }
+    if is_main_process():
+        atomic_write_text(run_dir / "results.json", json.dumps(out, indent=2))
+    return out
+
+
+def to_device_batch(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _load_pretrained_state(pretrained: str | Path, ds: PreparedDataset) -> tuple[dict, dict]:
+    ckpt = Path(pretrained)
+    if (ckpt / "best").is_dir():
+        ckpt = ckpt / "best"
+    config, state = load_checkpoint(ckpt)
+    if config.get("kind") != "clickprompt-pretrain":
+        raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not a PA-MLM pretraining run")
+    check_fingerprint(config, ds.fingerprint, ckpt)
+    return config, state
+
+
+def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | None, with_plm: bool,
+             resume: bool = False, force: bool = False, progress: bool = True) -> dict:
+    """Finetune with PLM (Eq. 9) or without (Eq. 10), from a PA-MLM run (None: the w/o Pretrain ablation)."""
+    from clickprompt.data.text import TokenCache
+    from clickprompt.model import ClickPromptForCTR
+
+    run_dir = Path(run_dir)
+    if (run_dir / "results.json").exists() and not (force or resume):
+        return json.loads((run_dir / "results.json").read_text())
+    ds = load_dataset(cfg)
+    seed_everything(cfg.train.seed)
+    pre_cfg, pre_state = _load_pretrained_state(pretrained, ds) if pretrained else (None, None)
+    if pre_cfg is not None:  # the architecture comes from the pretraining run
+        pre_run = RunConfig.from_dict(pre_cfg["run_config"])
+        cfg.ctr, cfg.plm.name = pre_run.ctr, pre_run.plm.name
+        cfg.prompt.num_prompts, cfg.prompt.strategy = pre_run.prompt.num_prompts, pre_run.prompt.strategy
+    stage = "finetune-with-plm" if with_plm else "finetune-without-plm"
+    extra = {"stage": stage, "pretrained": str(pretrained) if pretrained else None, "model": cfg.ctr.model}
+    _write_run_config(run_dir, cfg, stage, {"pretrained": extra["pretrained"]})
+
+    if not with_plm:  # Eq. 10: the bare CTR model, initialised from pretraining
+        model = CTRClassifier(create_ctr(cfg.ctr.model, ds.spec, cfg.ctr))
+        if pre_state is not None:
+            ctr_state = {k[len("core."):]: v for k, v in pre_state.items() if k.startswith("core.ctr.")}
+            missing, unexpected = model.load_state_dict(ctr_state, strict=False)
+            if unexpected or [k for k in missing if not k.startswith("ctr.head.")]:
+                raise CheckpointError(f"{pretrained}: CTR weights do not fit ({missing[:3]}, {unexpected[:3]})")
+        mb = ctr_batcher
+        result = train(
+            model, mb(ds.split("train")), len(ds.split("train")), cfg.train, run_dir,
+            evaluate=evaluator(mb(ds.split("valid")), ds.split("valid"), cfg),
+            checkpoint_config=model_config(model, ds, cfg, "ctr"), resume=resume, progress=progress,
+        )
+        return finish_run(run_dir, model, mb, ds, cfg, result, extra)
+
+    core, tokenizer, info = build_clickprompt(
+        cfg, ds.spec, plm_weights=pre_state is None, hf_config=pre_cfg["hf_config"] if pre_cfg else None
+    )
+    model = ClickPromptForCTR(core, pooling=cfg.plm.pooling)
+    if pre_state is not None:
+        load_state_into(core, {k[len("core."):]: v for k, v in pre_state.items() if k.startswith("core.")}, pretrained)
+    cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+    tok_dir = _tokenizer_dir(run_dir, tokenizer)
+    plm_ids = {id(p) for p in core.plm.parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in plm_ids], "lr": cfg.train.lr},
+        {"params": list(core.plm.parameters()), "lr": cfg.train.plm_lr},
+    ]
+
+    def mb(split):
+        return text_batcher(split, cache)
+
+    result = train(
+        model, mb(ds.split("train")), len(ds.split("train")), cfg.train, run_dir,
+        evaluate=evaluator(mb(ds.split("valid")), ds.split("valid"), cfg), param_groups=groups,
+        checkpoint_config=clickprompt_config(core, ds, cfg, "clickprompt-ctr", tok_dir), resume=resume,
+        progress=progress,
+    )
+    extra["alpha"] = float(model.alpha.detach())
+    return finish_run(run_dir, model, mb, ds, cfg, result, extra)
+
+
+def load_run_model(checkpoint: str | Path, ds: PreparedDataset | None = None):
+    """Rebuild any checkpoint: returns (model, config, tokenizer or None). Refuses other data's checkpoints."""
+    from transformers import AutoTokenizer
+
+    from clickprompt.data.schema import FeatureSpec
+    from clickprompt.model import ClickPromptForCTR, ClickPromptForPretraining
+
+    ckpt = Path(checkpoint)
+    if (ckpt / "best").is_dir():
+        ckpt = ckpt / "best"
+    config, state = load_checkpoint(ckpt)
+    if ds is not None:
+        check_fingerprint(config, ds.fingerprint, ckpt)
+    if config.get("kind") == "ctr":
+        return load_ctr_classifier(ckpt, ds), config, None
+    run_cfg = RunConfig.from_dict(config["run_config"])
+    spec = FeatureSpec.from_dict(config["spec"])
+    core, tokenizer, _ = build_clickprompt(run_cfg, spec, plm_weights=False, hf_config=config["hf_config"])
+    tok_path = ckpt.parent / config.get("tokenizer", "tokenizer")
+    if tok_path.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(tok_path, local_files_only=True)
+    if config["kind"] == "clickprompt-pretrain":
+        model = ClickPromptForPretraining(core)
+    elif config["kind"] == "clickprompt-ctr":
+        model = ClickPromptForCTR(core, pooling=run_cfg.plm.pooling)
+    else:
+        raise CheckpointError(f"{ckpt}: unknown checkpoint kind {config.get('kind')!r}")
+    load_state_into(model, state, ckpt)
+    model.eval()
+    return model, config, tokenizer
