@@ -17,11 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from clickprompt.config import ConfigError, RunConfig, load_config
+from clickprompt.config import ConfigError, RunConfig, load_stage_config, set_key
 from clickprompt.errors import ClickPromptError
 
 
 def _add_run_args(p: argparse.ArgumentParser, model_flag: bool = True) -> None:
+    p.add_argument("--profile", help="settings profile: quick, paper, tiny (clickprompt/profiles)")
     p.add_argument("--config", help="YAML config file (sections data/ctr/plm/prompt/train)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
     p.add_argument("--dataset", help="prepared dataset name (data.dataset)")
@@ -40,8 +41,9 @@ def _add_run_args(p: argparse.ArgumentParser, model_flag: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _resolve_config(args) -> RunConfig:
-    cfg = load_config(args.config, args.set)
+def _resolve_config(args, stage: str = "train-ctr") -> RunConfig:
+    """Defaults, then --profile's stage block, then --config, then --set, then the dedicated flags."""
+    cfg = load_stage_config(getattr(args, "profile", None), stage, args.config, args.set)
     flags = {
         "data.dataset": args.dataset,
         "data.processed_dir": args.processed_dir,
@@ -52,11 +54,10 @@ def _resolve_config(args) -> RunConfig:
         "train.device": args.device,
         "train.precision": args.precision,
     }
-    return load_config(None, {**_flatten(cfg), **{k: v for k, v in flags.items() if v is not None}})
-
-
-def _flatten(cfg: RunConfig) -> dict:
-    return {f"{s}.{k}": v for s, d in cfg.to_dict().items() for k, v in d.items()}
+    for key, value in flags.items():
+        if value is not None:
+            set_key(cfg, key, value)
+    return cfg
 
 
 def _seed_dirs(args, cfg: RunConfig, default: str) -> list[tuple[int, Path]]:

@@ -194,3 +194,46 @@ def load_config(yaml_path: str | Path | None = None, overrides: list[str] | dict
                 raise ConfigError(f"override {item!r}: expected section.key=value")
             set_key(cfg, key.strip(), yaml.safe_load(value) if value.strip() else value)
     return cfg
+
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+STAGES = ("train-ctr", "pretrain", "finetune-with-plm", "finetune-without-plm")
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def profile_dict(name: str, stage: str) -> dict:
+    """A profile (clickprompt/profiles/NAME.yaml) holds a `common` block and one block per stage;
+    the stage's settings are `common` updated by the stage block."""
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown profile {name!r}; known: {list_profiles()}")
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; known: {list(STAGES)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    merged: dict = {}
+    for block in (data.get("common", {}), data.get(stage, {})):
+        for section, values in (block or {}).items():
+            merged.setdefault(section, {}).update(values or {})
+    return merged
+
+
+def load_stage_config(profile: str | None, stage: str, yaml_path=None, overrides=None) -> RunConfig:
+    """Defaults, then the profile's stage block, then a YAML file, then key=value overrides."""
+    cfg = RunConfig()
+    if profile:
+        apply_dict(cfg, profile_dict(profile, stage))
+    base = load_config(yaml_path, None)
+    if yaml_path is not None:
+        apply_dict(cfg, _diff(base.to_dict(), RunConfig().to_dict()))
+    if overrides:
+        items = overrides.items() if isinstance(overrides, dict) else [o.partition("=")[::2] for o in overrides]
+        for k, v in items:
+            set_key(cfg, k.strip(), yaml.safe_load(v) if isinstance(v, str) and v.strip() else v)
+    return cfg
+
+
+def _diff(a: dict, b: dict) -> dict:
+    return {s: {k: v for k, v in vals.items() if b[s][k] != v} for s, vals in a.items()}

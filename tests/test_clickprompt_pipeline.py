@@ -1,0 +1,214 @@
+"""ClickPrompt end to end on a tiny dataset and tiny random PLMs (BERT and RoBERTa families):
+PA-MLM pretraining, finetuning with and without the PLM, reloading checkpoints, the w/o-PLM
+checkpoint's equivalence with the plain CTR model, and the `quick` pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clickprompt.checkpoint import load_checkpoint
+from clickprompt.config import load_stage_config
+from clickprompt.ctr import create_ctr
+from clickprompt.data.dataset import PreparedDataset
+from clickprompt.data.prepare import prepare
+from clickprompt.data.sources.base import RawTable, Source, SourceSpec
+from clickprompt.errors import CheckpointError
+from clickprompt.pipeline import evaluate_run, finetune, load_run_model, predict_probs, pretrain, quick, train_ctr
+from clickprompt.plm.tiny import make_tiny_plm
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
+OCCUPATIONS = ["student", "engineer", "writer", "artist", "doctor"]
+
+
+class TinySource(Source):
+    """600 MovieLens-like interactions whose label depends on (occupation, genre) and on the item."""
+
+    name = "tiny"
+    spec = SourceSpec(
+        fields=(("user_id", "User ID"), ("occupation", "Occupation"), ("item_id", "Movie ID"),
+                ("title", "Title"), ("genre", "Genre")),
+        rating_range=(1, 5), label_threshold=4, neutral_ratings=(3,), split="time",
+    )
+
+    def read(self, raw_dir) -> RawTable:
+        rng = np.random.default_rng(0)
+        n = 600
+        users = rng.integers(0, 40, n)
+        items = rng.integers(0, 30, n)
+        occ = np.array(OCCUPATIONS)[users % 5]
+        genre = np.array(GENRES)[items % 5]
+        like = ((users % 5) == (items % 5)) | (items % 7 == 0)
+        rating = np.where(like, rng.choice([4, 5], n), rng.choice([1, 2, 3], n)).astype(float)
+        frame = pd.DataFrame({
+            "user_id": users.astype(str), "occupation": occ, "item_id": items.astype(str),
+            "title": [f"Film number {i} ({1990 + i % 10})" for i in items], "genre": genre,
+            "rating": rating, "timestamp": np.arange(n, dtype=np.int64) * 10,
+        })
+        return RawTable(frame)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("processed")
+    prepare("tiny", root, root / "tiny", source=TinySource())
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return make_tiny_plm(tmp_path_factory.mktemp("plm") / "bert", "bert")
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory, tiny_data):
+    texts = PreparedDataset(tiny_data / "tiny").texts("train")
+    return make_tiny_plm(tmp_path_factory.mktemp("plm") / "roberta", "roberta", texts=texts)
+
+
+def _cfg(stage, data_root, plm, **over):
+    cfg = load_stage_config("tiny", stage)
+    cfg.data.dataset = "tiny"
+    cfg.data.processed_dir = str(data_root)
+    cfg.plm.name = str(plm)
+    for k, v in over.items():
+        section, key = k.split("__")
+        setattr(getattr(cfg, section), key, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def pretrained_bert(tmp_path_factory, tiny_data, tiny_bert):
+    run = tmp_path_factory.mktemp("runs") / "pretrain"
+    result = pretrain(_cfg("pretrain", tiny_data, tiny_bert), run, progress=False)
+    return run, result
+
+
+def test_pretraining_run_is_complete(pretrained_bert):
+    run, result = pretrained_bert
+    assert result["steps"] == 4
+    assert np.isfinite(result["valid_mlm_loss"])
+    for mode in ("true", "shuffled", "none"):
+        assert 0.0 <= result[f"value_token_acc_{mode}"] <= 1.0
+    assert result["masked_value_tokens"] > 0
+    config, state = load_checkpoint(run / "best")
+    assert config["kind"] == "clickprompt-pretrain"
+    assert any(k.startswith("core.generator.") for k in state)
+    assert any(k.startswith("core.plm.model.") for k in state)
+    assert (run / "tokenizer" / "tokenizer_config.json").exists()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert "valid_mlm_loss" in json.loads(lines[-1])
+
+
+def test_pretraining_moves_the_ctr_embeddings(pretrained_bert, tiny_data):
+    """PA-MLM trains the CTR model through the prompts: its embeddings leave their initialisation."""
+    run, _ = pretrained_bert
+    _, state = load_checkpoint(run / "best")
+    cfg = _cfg("pretrain", tiny_data, "unused")
+    torch.manual_seed(cfg.train.seed)
+    fresh = create_ctr(cfg.ctr.model, PreparedDataset(tiny_data / "tiny").spec, cfg.ctr)
+    trained = state["core.ctr.embedding.embedding.weight"]
+    assert trained.shape == fresh.embedding.embedding.weight.shape
+    assert not torch.allclose(trained, fresh.embedding.embedding.weight)
+
+
+def test_finetune_without_plm_is_the_plain_ctr_model(pretrained_bert, tiny_data, tmp_path):
+    run, _ = pretrained_bert
+    out = tmp_path / "wo"
+    result = finetune(_cfg("finetune-without-plm", tiny_data, "unused"), out, pretrained=run, with_plm=False, progress=False)
+    assert result["test"]["auc"] is not None
+    config, state = load_checkpoint(out / "best")
+    assert config["kind"] == "ctr"
+    # the checkpoint loads into the bare CTR model: same graph, same outputs
+    ds = PreparedDataset(tiny_data / "tiny")
+    plain = create_ctr("dcnv2", ds.spec, _cfg("finetune-without-plm", tiny_data, "unused").ctr)
+    plain.load_state_dict({k[len("ctr."):]: v for k, v in state.items()})
+    plain.eval()
+    ids = torch.from_numpy(ds.split("test").ids)
+    model, _, _ = load_run_model(out, ds)
+    with torch.no_grad():
+        assert torch.equal(plain(ids), model(ids)["logits"])
+    saved = pd.read_parquet(out / "predictions_test.parquet")["prob"].to_numpy()
+    np.testing.assert_allclose(torch.sigmoid(plain(ids)).detach().numpy(), saved, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_without_plm_starts_from_pretrained_ctr_weights(pretrained_bert, tiny_data, tmp_path):
+    run, _ = pretrained_bert
+    cfg = _cfg("finetune-without-plm", tiny_data, "unused", train__max_steps=0)
+    _, pre_state = load_checkpoint(run / "best")
+    finetune(cfg, tmp_path / "wo0", pretrained=run, with_plm=False, progress=False)
+    _, state = load_checkpoint(tmp_path / "wo0" / "best")
+    for k, v in pre_state.items():
+        if k.startswith("core.ctr.") and not k.startswith("core.ctr.head."):
+            assert torch.equal(state[k[len("core."):]], v), k
+
+
+def test_finetune_with_plm_and_reload(pretrained_bert, tiny_data, tmp_path):
+    run, _ = pretrained_bert
+    out = tmp_path / "with"
+    result = finetune(_cfg("finetune-with-plm", tiny_data, "unused"), out, pretrained=run, with_plm=True, progress=False)
+    assert result["steps"] == 4 and 0 < result["test"]["n"]
+    assert "alpha" in result
+    model, config, tok = load_run_model(out)
+    assert config["kind"] == "clickprompt-ctr"
+    ds = PreparedDataset(tiny_data / "tiny")
+    probs = predict_probs(model, config, tok, ds, "test")
+    saved = pd.read_parquet(out / "predictions_test.parquet")["prob"].to_numpy()
+    np.testing.assert_allclose(probs, saved, rtol=1e-4, atol=1e-5)
+    ev = evaluate_run(out, "test", baseline=None)
+    assert abs(ev["auc"] - result["test"]["auc"]) < 1e-6
+
+
+def test_finetune_variants_no_prompts_and_input_strategy(tiny_data, tiny_bert, tmp_path):
+    """w/o Pretrain (no --pretrained) with the w/o Prompt switch, and the input-layer strategy."""
+    cfg = _cfg("finetune-with-plm", tiny_data, tiny_bert)
+    cfg.prompt.use_prompts = False
+    r = finetune(cfg, tmp_path / "noprompt", pretrained=None, with_plm=True, progress=False)
+    assert r["test"]["auc"] is not None
+    _, state = load_checkpoint(tmp_path / "noprompt" / "best")
+    assert not any(k.startswith("core.generator.") for k in state)
+    cfg = _cfg("finetune-with-plm", tiny_data, tiny_bert)
+    cfg.prompt.strategy = "input"
+    r = finetune(cfg, tmp_path / "input", pretrained=None, with_plm=True, progress=False)
+    assert r["test"]["auc"] is not None
+
+
+def test_roberta_family_pretrain_and_finetune_step(tiny_data, tiny_roberta, tmp_path):
+    pre = pretrain(_cfg("pretrain", tiny_data, tiny_roberta), tmp_path / "pre", progress=False)
+    assert pre["steps"] == 4 and np.isfinite(pre["valid_mlm_loss"])
+    r = finetune(_cfg("finetune-with-plm", tiny_data, "unused"), tmp_path / "ft", pretrained=tmp_path / "pre",
+                 with_plm=True, progress=False)
+    assert r["steps"] == 4 and r["test"]["auc"] is not None
+
+
+def test_pretrained_run_of_other_data_is_refused(pretrained_bert, tmp_path):
+    run, _ = pretrained_bert
+    other_root = tmp_path / "processed"
+
+    class Other(TinySource):
+        def read(self, raw_dir):
+            raw = super().read(raw_dir)
+            raw.frame = raw.frame.iloc[:500]
+            return raw
+
+    prepare("tiny", other_root, other_root / "tiny", source=Other())
+    cfg = _cfg("finetune-with-plm", other_root, "unused")
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        finetune(cfg, tmp_path / "x", pretrained=run, with_plm=True, progress=False)
+
+
+def test_quick_pipeline_end_to_end(tiny_data, tiny_bert, tmp_path):
+    summary = quick("tiny", tmp_path / "quick", profile="tiny", processed_dir=tiny_data, plm=str(tiny_bert),
+                    progress=False)
+    assert [r["model"] for r in summary["rows"]] == ["dcnv2 (from scratch)", "ClickPrompt w/o PLM", "ClickPrompt with PLM"]
+    for r in summary["rows"][1:]:
+        assert r["rel_impr"] is not None and 0 <= r["delong_p"] <= 1
+    md = (tmp_path / "quick" / "summary.md").read_text()
+    assert "| ClickPrompt with PLM |" in md and "value-token accuracy" in md
+    # a second call recomputes nothing: the finished runs are read back
+    again = quick("tiny", tmp_path / "quick", profile="tiny", processed_dir=tiny_data, plm=str(tiny_bert), progress=False)
+    assert again["rows"][0]["test_auc"] == summary["rows"][0]["test_auc"]
