@@ -168,11 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_more(sub) -> None:
     """Stages that live in other modules register their sub-commands here."""
-    try:
-        from clickprompt import cli_stages
-    except ImportError:
-        return
-    cli_stages.register(sub, _add_run_args, _resolve_config, _seed_dirs)
+    import importlib
+
+    for name in ("cli_stages", "cli_experiments", "cli_analysis"):
+        try:
+            module = importlib.import_module(f"clickprompt.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"clickprompt.{name}":
+                raise
+            continue
+        module.register(sub, _add_run_args, _resolve_config, _seed_dirs)
 
 
 def main(argv: list[str] | None = None) -> int:

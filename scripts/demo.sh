@@ -8,12 +8,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 CP=.venv/bin/clickprompt
 $CP data fetch ml-100k
 $CP data prepare ml-100k --force
-if $CP quick --help >/dev/null 2>&1; then
-  $CP quick --dataset ml-100k --out runs/quick
-else
-  echo "[demo] ClickPrompt stages (pretrain/finetune) are not built yet: running the DCNv2 baseline only"
-  $CP train-ctr --dataset ml-100k --model dcnv2 --epochs 3 --out runs/quick/dcnv2
-fi
+# DCNv2 from scratch, PA-MLM with MiniLM, finetuning without and with the PLM (profile "quick")
+$CP quick --dataset ml-100k --profile quick --out runs/quick
 if [ -f app/main.py ] && [ -z "${CLICKPROMPT_NO_DASHBOARD:-}" ]; then
   exec .venv/bin/streamlit run app/main.py -- --runs runs/quick
 else
