@@ -83,14 +83,14 @@ def cmd_data(args) -> int:
         fetch(args.name, args.raw_root)
         return 0
     if args.data_cmd == "prepare":
-        source = None
-        if args.schema:
-            from clickprompt.data.sources.table import TableSource
-
-            source = TableSource.from_yaml(args.schema, name=args.name)
         raw = Path(args.raw or Path(args.raw_root) / args.name)
         out = Path(args.out or Path("data/processed") / args.name)
-        stats = prepare(args.name, raw, out, min_count=args.min_count, seed=args.seed, force=args.force, source=source)
+        if args.schema:  # a generic CSV/Parquet table described by a YAML schema
+            from clickprompt.data.sources.table import prepare_table
+
+            stats = prepare_table(args.schema, raw, out, min_count=args.min_count, seed=args.seed, force=args.force)
+        else:
+            stats = prepare(args.name, raw, out, min_count=args.min_count, seed=args.seed, force=args.force)
         print(f"prepared {args.name} into {out}")
         print(
             f"  train {stats['train']:,}  valid {stats['valid']:,}  test {stats['test']:,}  "
@@ -120,15 +120,17 @@ def cmd_models(args) -> int:
 
 def cmd_train_ctr(args) -> int:
     from clickprompt.pipeline import summarize_seeds, train_ctr
+    from clickprompt.training import is_main_process
 
     cfg = _resolve_config(args)
     dirs = []
     for seed, run_dir in _seed_dirs(args, cfg, f"runs/{cfg.data.dataset}/{cfg.ctr.model}"):
         cfg.train.seed = seed
         res = train_ctr(cfg, run_dir, resume=args.resume, force=args.force, progress=not args.quiet)
-        print(f"{cfg.ctr.model} seed {seed}: test AUC {res['test']['auc']:.4f}  log loss {res['test']['logloss']:.4f}  -> {run_dir}")
+        if is_main_process():  # under torchrun, rank 0 reports
+            print(f"{cfg.ctr.model} seed {seed}: test AUC {res['test']['auc']:.4f}  log loss {res['test']['logloss']:.4f}  -> {run_dir}")
         dirs.append(run_dir)
-    if len(dirs) > 1:
+    if len(dirs) > 1 and is_main_process():
         s = summarize_seeds(dirs, Path(args.out or f"runs/{cfg.data.dataset}/{cfg.ctr.model}") / "summary.json")
         m, sd = s["test_auc_mean_std"]
         print(f"{cfg.ctr.model}: test AUC {m:.4f} ± {sd:.4f} over {len(dirs)} seeds")
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _register_more(sub) -> None:
     """Stages that live in other modules register their sub-commands here."""
     import importlib
+    import inspect
 
     for name in ("cli_stages", "cli_experiments", "cli_analysis"):
         try:
@@ -177,7 +180,9 @@ def _register_more(sub) -> None:
             if e.name != f"clickprompt.{name}":
                 raise
             continue
-        module.register(sub, _add_run_args, _resolve_config, _seed_dirs)
+        helpers = (_add_run_args, _resolve_config, _seed_dirs)
+        n = len(inspect.signature(module.register).parameters)
+        module.register(sub, *helpers[: n - 1])  # register(sub) or register(sub, add_run_args, ...)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,7 @@ def _recbole_fallback(target: Path, log) -> Path:
         if proc.returncode != 0 or not wheels:
             msg = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
             raise DataError(f"cannot reach GroupLens nor download {RECBOLE_WHEEL} from the package index ({msg[0]})")
-        verify(wheels[0], f"sha256:{RECBOLE_WHEEL_SHA256}")
+        verify(wheels[0], f"sha256:{RECBOLE_WHEEL_SHA256}", f"the package index served another {RECBOLE_WHEEL} wheel")
         target.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheels[0]) as zf:
             for name, digest in RECBOLE_ML100K_SHA256.items():
@@ -79,8 +79,9 @@ def _recbole_fallback(target: Path, log) -> Path:
                 member = f"recbole/dataset_example/ml-100k/{name}"
                 with zf.open(member) as src, open(part, "wb") as dst:
                     shutil.copyfileobj(src, dst)
+                hint = f"{member} in {wheels[0].name} differs from the pinned copy"
                 try:
-                    verify(part, f"sha256:{digest}", f"{member} in {wheels[0].name} differs from the pinned copy", target / name)
+                    verify(part, f"sha256:{digest}", hint, name=target / name)
                 except DataError:
                     part.unlink()
                     raise

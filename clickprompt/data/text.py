@@ -71,34 +71,48 @@ class TokenCache:
         """text_index (N, F) -> input_ids, attention_mask (N, T) padded to the longest sample, truncated
         like `tokenizer(..., truncation=True, max_length=max_length)`. With `with_fields`, also
         token_field (N, T): the field each token belongs to (-1 for special tokens and padding) and
-        value_mask (N, T): tokens of the field value (not its name, "is" or ".")."""
+        value_mask (N, T): tokens of the field value (not its name, "is" or ".").
+
+        Pure numpy, no per-sample Python: each field's padded segment matrix (N, L_j) is scattered
+        into a flat buffer at the sample's running offset, fields left to right, so a segment's
+        padding is overwritten by the next segment's tokens; whatever lies past the (truncated)
+        content end is then replaced by the suffix and padding."""
+        text_index = np.asarray(text_index)
         n, num_fields = text_index.shape
         P, S = len(self.prefix), len(self.suffix)
-        lens = np.stack([self.lengths[j][text_index[:, j]] for j in range(num_fields)], axis=1)  # (N, F)
-        content = np.minimum(lens.sum(axis=1), self.budget)  # (N,)
-        T = P + int(content.max()) + S
-        ids = np.full((n, T), self.pad_id, dtype=np.int64)
-        ids[:, :P] = self.prefix
-        field_of = np.full((n, T), -1, dtype=np.int8) if with_fields else None
-        value_mask = np.zeros((n, T), dtype=bool) if with_fields else None
-        starts = P + np.cumsum(lens, axis=1) - lens  # (N, F) first position of each segment
-        end = P + content  # (N,) one past the last content token
+        lens = np.empty((n, num_fields), dtype=np.int64)
         for j in range(num_fields):
-            seg = self.tokens[j][text_index[:, j]]  # (N, L_j)
-            t = np.arange(seg.shape[1])
-            pos = starts[:, j : j + 1] + t  # (N, L_j)
-            ok = (t < lens[:, j : j + 1]) & (pos < end[:, None])
-            rows, cols = np.nonzero(ok)
-            ids[rows, pos[rows, cols]] = seg[rows, cols]
+            lens[:, j] = self.lengths[j][text_index[:, j]]
+        starts = P + np.cumsum(lens, axis=1) - lens  # (N, F) first position of each segment
+        content = np.minimum(starts[:, -1] + lens[:, -1] - P, self.budget) if num_fields else np.zeros(n, np.int64)
+        end = P + content  # (N,) one past the last content token
+        T = P + (int(content.max()) if n else 0) + S
+        # the buffer must hold every padded segment at its offset (wider than T where truncated)
+        width = max([T] + [int((starts[:, j] + self.tokens[j].shape[1]).max()) for j in range(num_fields) if n])
+        buf = np.full((n, width), self.pad_id, dtype=np.int64)
+        buf[:, :P] = self.prefix
+        flat_buf = buf.reshape(-1)  # a view
+        row_base = (np.arange(n, dtype=np.int64) * width)[:, None]  # (N, 1)
+        if with_fields:
+            fbuf = np.full((n, width), -1, dtype=np.int8)
+            vbuf = np.zeros((n, width), dtype=bool)
+            flat_f, flat_v = fbuf.reshape(-1), vbuf.reshape(-1)
+        for j in range(num_fields):
+            col = text_index[:, j]
+            flat = (row_base + starts[:, j : j + 1]) + np.arange(self.tokens[j].shape[1])  # (N, L_j)
+            flat_buf[flat] = self.tokens[j][col]
             if with_fields:
-                field_of[rows, pos[rows, cols]] = j
-                value_mask[rows, pos[rows, cols]] = self.value_masks[j][text_index[rows, j], cols]
+                flat_f[flat] = j
+                flat_v[flat] = self.value_masks[j][col]
+        # Past the content end the buffer already holds padding (segment matrices are padded with
+        # pad_id), except where the suffix goes; a truncated row's content reaches T - S exactly.
+        ids = buf if width == T else np.ascontiguousarray(buf[:, :T])
         if S:
-            suffix_pos = end[:, None] + np.arange(S)  # (N, S)
-            ids[np.arange(n)[:, None], suffix_pos] = self.suffix
+            ids[np.arange(n)[:, None], end[:, None] + np.arange(S)] = self.suffix
         attention_mask = (np.arange(T)[None, :] < (end + S)[:, None]).astype(np.int64)
         out = {"input_ids": ids, "attention_mask": attention_mask}
         if with_fields:
-            out["token_field"] = field_of
-            out["value_mask"] = value_mask
+            past_end = np.arange(T)[None, :] >= end[:, None]  # (N, T) suffix and padding positions
+            out["token_field"] = np.where(past_end, np.int8(-1), fbuf[:, :T])
+            out["value_mask"] = vbuf[:, :T] & ~past_end
         return out

@@ -32,3 +32,13 @@ register_source(MovieLens100K())
 register_source(MovieLens1M())
 
 __all__ = ["Download", "RawTable", "Source", "SourceSpec", "register_source", "get_source", "list_sources"]
+
+from clickprompt.data.sources.amazon import AmazonReviews  # noqa: E402
+from clickprompt.data.sources.bookcrossing import BookCrossing  # noqa: E402
+from clickprompt.data.sources.goodreads import GoodReads  # noqa: E402
+from clickprompt.data.sources.table import TableSource  # noqa: E402
+
+register_source(BookCrossing())
+register_source(AmazonReviews())
+register_source(GoodReads())
+register_source(TableSource())

@@ -68,6 +68,11 @@ class Source:
         hint = f" ({self.manual_instructions})" if self.manual_instructions else ""
         raise DataError(f"missing raw file(s) {', '.join(missing)} for dataset {self.name!r}{hint}", raw_dir)
 
+    def bind(self, raw_dir: Path) -> "Source":
+        """The source that reads `raw_dir`: itself, except for sources configured by a file found
+        there (the generic `table` source reads its schema.yaml). `prepare` calls this first."""
+        return self
+
     def read(self, raw_dir: Path) -> RawTable:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -79,7 +79,9 @@ def _join_interactions(
             raise DataError(f"{key} {dup!r} appears more than once", path)
     frame = ratings.merge(users, on="user_id", how="left", validate="many_to_one")
     frame = frame.merge(items, on="item_id", how="left", validate="many_to_one")
-    return frame[[c for c, _ in MOVIELENS_FIELDS] + ["rating", "timestamp"]]
+    cols = [c for c, _ in MOVIELENS_FIELDS]
+    frame = frame[cols + ["rating", "timestamp"]]
+    return frame.astype({c: str for c in cols})  # one string dtype whichever layout was read
 
 
 class MovieLens1M(Source):
