@@ -15,10 +15,10 @@ for s in ${PRETRAIN_SEEDS:-1}; do
 done
 # 2. DCNv2 from scratch and ClickPrompt w/o PLM (Eq. 10), 10 seeds each, same protocol (App. B.1).
 $CP train-ctr --profile quick --dataset ml-100k --model dcnv2 --seeds $SEEDS_CTR --out $OUT/dcnv2 --quiet
-$CP finetune --profile quick --dataset ml-100k --without-plm --pretrained $OUT/pretrain-seed1 \
+$CP finetune --profile quick --dataset ml-100k --without-plm --pretrained $OUT/pretrain-seed1/seed-1 \
   --seeds $SEEDS_CTR --out $OUT/without-plm --quiet
 # 3. ClickPrompt with PLM (Eq. 9): 1 epoch, PLM frozen (plm_lr 0, one of the paper's choices).
 for s in ${WITH_PLM_SEEDS:-1}; do
-  $CP finetune --profile quick --dataset ml-100k --pretrained $OUT/pretrain-seed1 --seeds $s \
-    --out $OUT/with-plm/seed-$s --set train.max_steps=null --set train.epochs=1 --set train.batch_size=128 --resume
+  $CP finetune --profile quick --dataset ml-100k --pretrained $OUT/pretrain-seed1/seed-1 --seeds $s \
+    --out $OUT/with-plm --set train.max_steps=null --set train.epochs=1 --set train.batch_size=128 --resume
 done
