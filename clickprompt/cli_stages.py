@@ -27,8 +27,9 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
             cfg.train.seed = seed
             r = pretrain(cfg, run_dir, resume=args.resume, force=args.force, progress=not args.quiet,
                          max_train_samples=args.max_train_samples)
+            loss = r.get("valid_mlm_loss", r.get("valid_clm_loss"))  # PA-CLM for decoder-only PLMs (App. C.3)
             print(
-                f"PA-MLM seed {seed}: valid MLM loss {r['valid_mlm_loss']:.4f}; value-token accuracy "
+                f"{r.get('objective', 'PA-MLM')} seed {seed}: valid LM loss {loss:.4f}; value-token accuracy "
                 f"true {r['value_token_acc_true']:.3f} / shuffled {r['value_token_acc_shuffled']:.3f} / "
                 f"none {r['value_token_acc_none']:.3f} -> {run_dir}"
             )

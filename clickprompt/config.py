@@ -51,7 +51,7 @@ class CTRConfig:
 @dataclass
 class PLMConfig:
     name: str = "minilm-l6"  # alias, hub id or local path (clickprompt.plm.ALIASES)
-    pooling: str = "cls"  # "cls" or "mean" over text tokens (Eq. 8)
+    pooling: str = "auto"  # Eq. 8: "cls", "mean", "last" (real token) or "auto" = the family's (cls; last for GPT-2/BART)
 
 
 @dataclass

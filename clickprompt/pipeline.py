@@ -1,7 +1,7 @@
 """The stages as library functions: the CLI, the notebooks and the dashboard all call these.
 
     train_ctr(cfg, run_dir)          a CTR backbone from scratch (the baselines of Table 2)
-    pretrain(cfg, run_dir)           PA-MLM (Sec 3.5.1)
+    pretrain(cfg, run_dir)           PA-MLM (Sec 3.5.1); PA-CLM for decoder-only PLMs (App. C.3)
     finetune(cfg, run_dir, ...)      with PLM (Eq. 9) or without (Eq. 10)
     evaluate_run(run_dir)            test metrics of a finished run
 
@@ -27,7 +27,9 @@ from clickprompt.data.dataset import PreparedDataset, Split
 from clickprompt.evaluation import ctr_metrics, mean_std
 from clickprompt.errors import CheckpointError
 from clickprompt.model import CTRClassifier
-from clickprompt.training import autocast, autocast_dtype, is_main_process, predict, seed_everything, train
+from clickprompt.training import (
+    autocast, autocast_dtype, is_main_process, predict, read_trainer_meta, seed_everything, train,
+)
 
 
 def load_dataset(cfg: RunConfig) -> PreparedDataset:
@@ -67,7 +69,13 @@ def finish_run(run_dir: Path, model, make_batch, ds: PreparedDataset, cfg: RunCo
     device = next(model.parameters()).device
     dtype = autocast_dtype(cfg.train.precision, device)
     out = {"stage": extra.get("stage"), "dataset": ds.name, "seed": cfg.train.seed}
-    for name in ("valid", "test"):
+    best = next((h for h in result.history if h["epoch"] == result.best_epoch and "valid_auc" in h), None)
+    names = ("test",) if best is not None else ("valid", "test")
+    if best is not None:  # the best epoch's validation scores were computed with these very weights
+        valid = ds.split("valid")
+        out["valid"] = {"auc": best["valid_auc"], "logloss": best["valid_logloss"], "n": len(valid),
+                        "positive_rate": float(valid.labels.mean())}
+    for name in names:
         split = ds.split(name)
         mb = make_batch(split)
         logits = predict(model, mb, len(split), cfg.train.eval_batch_size, device, dtype)
@@ -92,6 +100,9 @@ def train_ctr(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, forc
     if (run_dir / "results.json").exists() and not (force or resume):
         return json.loads((run_dir / "results.json").read_text())
     ds = load_dataset(cfg)
+    saved = read_trainer_meta(run_dir / "state") if resume else None
+    if saved is not None:  # refuse other data before the run's config.json is rewritten
+        check_fingerprint(saved, ds.fingerprint, run_dir)
     seed_everything(cfg.train.seed)
     model = CTRClassifier(create_ctr(cfg.ctr.model, ds.spec, cfg.ctr))
     _write_run_config(run_dir, cfg, "train-ctr")
@@ -153,13 +164,20 @@ def summarize_seeds(run_dirs: list[Path], out: Path | None = None) -> dict:
 # ---------------------------------------------------------------- ClickPrompt stages
 
 
-def text_batcher(split: Split, cache, *, mlm: dict | None = None):
+def text_batcher(split: Split, cache, *, mlm: dict | None = None, clm: bool = False):
     """Batches with ids, labels and the token-cache text view; with `mlm` (mask_token_id, vocab_size,
-    special_ids, prob) also PA-MLM inputs: masked input_ids and mlm_labels (dynamic masking)."""
-    from clickprompt.masking import mask_tokens
+    special_ids, prob, seed) also PA-MLM inputs: masked input_ids and mlm_labels; with `clm` PA-CLM
+    inputs: clm_labels = the text's ids, -100 at padding (App. C.3, decoder-only PLMs).
+
+    Masking is dynamic and a pure function of (seed, epoch, sample index) (masking.hashed_uniforms):
+    the training loop calls `make_batch.set_epoch(epoch)` at every epoch start, like PyTorch's
+    DistributedSampler, so one process and N data-parallel processes mask every sample alike and a
+    resumed run masks as the uninterrupted one did."""
+    from clickprompt.masking import hashed_uniforms, mask_tokens
 
     ids = torch.from_numpy(split.ids)
     labels = torch.from_numpy(split.labels)
+    state = {"epoch": 0}
 
     def make_batch(idx: np.ndarray) -> dict:
         idx = np.asarray(idx, dtype=np.int64)
@@ -176,17 +194,22 @@ def text_batcher(split: Split, cache, *, mlm: dict | None = None):
             batch["input_ids"], batch["mlm_labels"] = mask_tokens(
                 batch["input_ids"], batch["attention_mask"], special, mlm["mask_token_id"], mlm["vocab_size"],
                 prob=mlm.get("prob", 0.15), special_ids=mlm["special_ids"],
+                uniforms=hashed_uniforms(mlm.get("seed", 0), state["epoch"], idx, batch["input_ids"].shape[1]),
             )
+            batch.pop("labels")
+        elif clm:
+            batch["clm_labels"] = batch["input_ids"].masked_fill(batch["attention_mask"].eq(0), -100)
             batch.pop("labels")
         return batch
 
+    make_batch.set_epoch = lambda epoch: state.update(epoch=int(epoch))
     return make_batch
 
 
 def build_clickprompt(cfg: RunConfig, spec, *, plm_weights: bool = True, hf_config: dict | None = None):
     """(core, tokenizer, plm_info): a fresh CTR model, prompt generator and the named PLM."""
     from clickprompt.model import ClickPromptModel
-    from clickprompt.plm import PLMWithPrompts, load_plm
+    from clickprompt.plm import load_plm, wrap_plm
     from clickprompt.plm.backbone import build_plm_from_config
 
     if plm_weights:
@@ -200,15 +223,25 @@ def build_clickprompt(cfg: RunConfig, spec, *, plm_weights: bool = True, hf_conf
         config = AutoConfig.for_model(**hf_config)
         mlm_model, tokenizer, info = build_plm_from_config(config, tokenizer)
     ctr = create_ctr(cfg.ctr.model, spec, cfg.ctr)
-    return ClickPromptModel(ctr, PLMWithPrompts(mlm_model), cfg.prompt), tokenizer, info
+    return ClickPromptModel(ctr, wrap_plm(mlm_model), cfg.prompt), tokenizer, info
 
 
-def mlm_settings(tokenizer) -> dict:
+def mlm_settings(tokenizer, seed: int = 0) -> dict:
+    if tokenizer.mask_token_id is None:
+        raise ValueError("PA-MLM needs a tokenizer with a mask token (decoder-only PLMs use PA-CLM instead)")
     return {
         "mask_token_id": tokenizer.mask_token_id,
         "vocab_size": len(tokenizer),
         "special_ids": list(tokenizer.all_special_ids),
+        "seed": seed,
     }
+
+
+def pretraining_batcher(split: Split, cache, tokenizer, objective: str, seed: int = 0):
+    """The pretraining batches of a PLM family: PA-MLM masking ("mlm") or causal-LM labels ("clm")."""
+    if objective == "clm":
+        return text_batcher(split, cache, clm=True)
+    return text_batcher(split, cache, mlm=mlm_settings(tokenizer, seed))
 
 
 def clickprompt_config(core, ds: PreparedDataset, cfg: RunConfig, kind: str, tokenizer_dir: str) -> dict:
@@ -224,8 +257,12 @@ def clickprompt_config(core, ds: PreparedDataset, cfg: RunConfig, kind: str, tok
 def masked_value_accuracy(model, split: Split, cache, tokenizer, cfg: RunConfig, n: int = 2048, seed: int = 0) -> dict:
     """Masked-token accuracy on value tokens (not field names, "is", "."), with the true prompts, with
     prompts shuffled across the batch, and with no prompts: the evidence that the PLM reads them.
-    15% of each sample's value tokens are replaced by the mask token, with a fixed seed."""
+    15% of each sample's value tokens are replaced by the mask token, with a fixed seed. For a
+    decoder-only PLM (PA-CLM) it is the next-token accuracy on every value token instead, given the
+    text before it. For BART the decoder reads the uncorrupted text (as in pretraining)."""
     from clickprompt.masking import mask_tokens
+
+    clm = model.core.plm.objective == "clm"
 
     device = next(model.parameters()).device
     dtype = autocast_dtype(cfg.train.precision, device)
@@ -240,18 +277,23 @@ def masked_value_accuracy(model, split: Split, cache, tokenizer, cfg: RunConfig,
         input_ids = torch.from_numpy(tok["input_ids"])
         attention = torch.from_numpy(tok["attention_mask"])
         special = torch.from_numpy((tok["token_field"] < 0) & (tok["attention_mask"] == 1))
-        masked, labels = mask_tokens(
-            input_ids, attention, special, tokenizer.mask_token_id, len(tokenizer), prob=0.15, generator=gen,
-            special_ids=list(tokenizer.all_special_ids), eligible_mask=torch.from_numpy(tok["value_mask"]),
-            mask_ratio=1.0, random_ratio=0.0,
-        )
-        where = labels.ne(-100)
+        if clm:  # the state before each value token predicts it
+            masked, where = input_ids, torch.from_numpy(tok["value_mask"])[:, 1:]  # (B, Z - 1)
+            labels = input_ids[:, 1:].masked_fill(~where, -100)
+        else:
+            masked, labels = mask_tokens(
+                input_ids, attention, special, tokenizer.mask_token_id, len(tokenizer), prob=0.15, generator=gen,
+                special_ids=list(tokenizer.all_special_ids), eligible_mask=torch.from_numpy(tok["value_mask"]),
+                mask_ratio=1.0, random_ratio=0.0,
+            )
+            where = labels.ne(-100)
         total += int(where.sum())
         ids = torch.from_numpy(split.ids[idx]).to(device)
         for mode in hits:
             with autocast(device, dtype):
-                _, hidden = model.core(ids, masked.to(device), attention.to(device), prompt_mode=mode)
-                logits = model.core.plm.mlm_logits(hidden, where.to(device))
+                _, hidden = model.core(ids, masked.to(device), attention.to(device), prompt_mode=mode,
+                                       target_ids=input_ids.to(device) if model.core.plm.is_encoder_decoder else None)
+                logits = model.core.plm.mlm_logits(hidden[:, :-1] if clm else hidden, where.to(device))
             hits[mode] += int((logits.argmax(-1).cpu() == labels[where]).sum())
     return {f"value_token_acc_{m}": hits[m] / max(total, 1) for m in hits} | {"masked_value_tokens": total}
 
@@ -264,7 +306,11 @@ def _tokenizer_dir(run_dir: Path, tokenizer) -> str:
 
 def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
              progress: bool = True, max_train_samples: int | None = None) -> dict:
-    """PA-MLM pretraining (Sec 3.5.1). Saves CTR model, generator and PLM (with its MLM head)."""
+    """PA-MLM pretraining (Sec 3.5.1). Saves CTR model, generator and PLM (with its token head).
+
+    The objective follows the PLM family: PA-MLM for BERT, RoBERTa and BART (masked tokens; for BART
+    the decoder reconstructs them), PA-CLM for GPT-2 (next-token loss, App. C.3). The validation loss
+    is reported as `valid_mlm_loss` or `valid_clm_loss` accordingly (`objective` says which)."""
     from clickprompt.data.text import TokenCache
     from clickprompt.model import ClickPromptForPretraining
 
@@ -280,9 +326,10 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
     tok_dir = _tokenizer_dir(run_dir, tokenizer)
     train_split = ds.split("train")
     n_train = len(train_split) if max_train_samples is None else min(max_train_samples, len(train_split))
-    settings = mlm_settings(tokenizer)
+    objective = core.plm.objective  # "mlm" or "clm"
+    loss_key = f"{objective}_loss"
     valid = ds.split("valid")
-    valid_mb = text_batcher(valid, cache, mlm=settings)
+    valid_mb = pretraining_batcher(valid, cache, tokenizer, objective, seed=0)  # fixed masks for validation
     n_valid_eval = min(len(valid), 2048)
 
     def evaluate(m) -> dict:  # validation MLM loss on a fixed subset with a fixed masking seed
@@ -298,7 +345,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
                     losses.append(float(m(**batch)["loss"]))
         m.train()
         torch.set_rng_state(state)
-        return {"mlm_loss": float(np.mean(losses))}
+        return {loss_key: float(np.mean(losses))}
 
     params_plm = list(core.plm.parameters())
     plm_ids = {id(p) for p in params_plm}
@@ -308,8 +355,8 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
     ]
     t0 = time.perf_counter()
     result = train(
-        model, text_batcher(train_split, cache, mlm=settings), n_train, cfg.train, run_dir, evaluate=evaluate,
-        monitor="mlm_loss", mode="min", param_groups=groups, schedule="linear", resume=resume, progress=progress,
+        model, pretraining_batcher(train_split, cache, tokenizer, objective, seed=cfg.train.seed), n_train, cfg.train,
+        run_dir, evaluate=evaluate, monitor=loss_key, mode="min", param_groups=groups, schedule="linear", resume=resume, progress=progress,
         checkpoint_config=clickprompt_config(core, ds, cfg, "clickprompt-pretrain", tok_dir), early_stopping=False,
     )
     wall = time.perf_counter() - t0
@@ -317,7 +364,8 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
     out = {
         "stage": "pretrain", "dataset": ds.name, "seed": cfg.train.seed, "train_samples_per_epoch": n_train,
         "epochs_run": result.epochs_run, "steps": result.steps, "best_epoch": result.best_epoch,
-        "valid_mlm_loss": result.best_metric, "train_samples_per_s": round(result.samples_per_s, 1),
+        "objective": "PA-CLM" if objective == "clm" else "PA-MLM", f"valid_{loss_key}": result.best_metric,
+        "train_samples_per_s": round(result.samples_per_s, 1),
         "wall_s": round(wall, 1), "plm": cfg.plm.name, "plm_newly_initialized": list(info.newly_initialized), **acc,
     }
     if is_main_process():
@@ -380,7 +428,10 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
     )
     model = ClickPromptForCTR(core, pooling=cfg.plm.pooling)
     if pre_state is not None:
-        load_state_into(core, {k[len("core."):]: v for k, v in pre_state.items() if k.startswith("core.")}, pretrained)
+        core_state = {k[len("core."):]: v for k, v in pre_state.items() if k.startswith("core.")}
+        if core.generator is None:  # w/o Prompt (Table 5): keep the PA-MLM CTR model and PLM, drop the interface
+            core_state = {k: v for k, v in core_state.items() if not k.startswith("generator.")}
+        load_state_into(core, core_state, pretrained)
     cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
     tok_dir = _tokenizer_dir(run_dir, tokenizer)
     plm_ids = {id(p) for p in core.plm.parameters()}

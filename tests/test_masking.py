@@ -102,3 +102,37 @@ def test_bad_arguments():
         _mask(ids, attention, special, prob=1.5)
     with pytest.raises(ValueError):
         _mask(ids, attention, special, mask_ratio=0.95, random_ratio=0.1)
+
+
+# ------------------------------------------------------------------ hashed (per-sample) randomness
+def test_hashed_masking_depends_on_the_sample_only():
+    """With hashed_uniforms a sample is masked the same whatever batch, order or padding width it comes
+    in (what makes 1 and N data-parallel processes agree), and differently in another epoch."""
+    import numpy as np
+
+    from clickprompt.masking import hashed_uniforms
+
+    ids, attention, special = _batch(B=3000, Z=40)
+
+    def masked(rows, epoch=0, width=40):
+        u = hashed_uniforms(7, epoch, rows, width)
+        return mask_tokens(ids[rows, :width], attention[rows, :width], special[rows, :width], MASK, V,
+                           special_ids=SPECIAL, uniforms=u)
+
+    rows = np.arange(3000)
+    full_ids, full_labels = masked(rows)
+    part_ids, part_labels = masked(np.array([1000, 17, 2500]))  # other company, other order
+    assert torch.equal(part_labels, full_labels[[1000, 17, 2500]]) and torch.equal(part_ids, full_ids[[1000, 17, 2500]])
+    short = attention.sum(1) < 30
+    r = np.nonzero(short.numpy())[0][:50]
+    narrow_ids, narrow_labels = masked(r, width=30)  # narrower padding: same masks on the real tokens
+    assert torch.equal(narrow_labels, full_labels[r, :30])
+    other_epoch = masked(rows, epoch=1)[1]
+    assert not torch.equal(other_epoch, full_labels)
+    selected = full_labels.ne(IGNORE_INDEX)
+    eligible = attention.bool() & ~special.bool()
+    assert abs(selected.sum() / eligible.sum() - 0.15) < 0.01  # still 15%, 80/10/10
+    changed = full_ids[selected] != ids[selected]
+    assert abs((full_ids[selected] == MASK).float().mean() - 0.8) < 0.02 and abs(changed.float().mean() - 0.9) < 0.02
+    with pytest.raises(ValueError, match="uniforms"):
+        mask_tokens(ids[:2], attention[:2], special[:2], MASK, V, uniforms=torch.rand(4, 3, 40))

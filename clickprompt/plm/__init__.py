@@ -1,12 +1,14 @@
 """The pretrained-language-model side of ClickPrompt.
 
 All code that touches transformers internals (cache, attention mask, position ids, attention
-implementation) lives in this package, behind `PLMWithPrompts` (prefix.py). transformers is pinned
-(==5.23.0, pyproject.toml); tests/test_prefix.py checks the rules this adapter relies on.
+implementation) lives in this package, behind `PLMWithPrompts` (prefix.py: BERT, RoBERTa, GPT-2) and
+`Seq2SeqPLMWithPrompts` (prefix_seq2seq.py: BART); `wrap_plm(model)` picks one. transformers is pinned
+(==5.23.0, pyproject.toml); tests/test_prefix.py and tests/test_prefix_families.py check the rules
+these adapters rely on.
 """
 
 from clickprompt.plm.backbone import ALIASES, PLMInfo, PLMNotFoundError, build_plm_from_config, load_plm, resolve_plm
-from clickprompt.plm.prefix import IGNORE_INDEX, PLMWithPrompts
+from clickprompt.plm.prefix import IGNORE_INDEX, SUPPORTED_MODEL_TYPES, PLMWithPrompts, wrap_plm
 
 __all__ = [
     "ALIASES",
@@ -14,7 +16,9 @@ __all__ = [
     "PLMInfo",
     "PLMNotFoundError",
     "PLMWithPrompts",
+    "SUPPORTED_MODEL_TYPES",
     "build_plm_from_config",
     "load_plm",
     "resolve_plm",
+    "wrap_plm",
 ]

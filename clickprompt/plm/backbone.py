@@ -1,4 +1,4 @@
-"""Finding and loading the pretrained language model (PLM) with a masked-LM head.
+"""Finding and loading the pretrained language model (PLM) with its token head.
 
 ClickPrompt (Lin et al., WWW'24) is model-agnostic on the PLM side; the paper uses RoBERTa-base by
 default and TinyBERT / RoBERTa-large in Table 3 (Sec 4.3). This workbench defaults to
@@ -10,6 +10,11 @@ so `load_plm` builds the standard BERT head (transform = dense + GELU + LayerNor
 weight is tied to the word embeddings, plus a fresh output bias) and reports exactly which weights were
 newly initialised in `PLMInfo.newly_initialized`. Only the transform and the bias are new; the decoder
 weight is the (pretrained) word-embedding matrix.
+
+Decoder-only and encoder-decoder families (App. C.3): GPT-2 loads with its causal-LM head
+(`AutoModelForCausalLM`, PA-CLM); its tokenizer has no pad token, so the end-of-text token pads (the
+usual GPT-2 practice; padding is masked anyway). BART loads as BartForConditionalGeneration (its LM head
+scores the decoder states). See clickprompt.plm.prefix (family table) and prefix_seq2seq (BART).
 
 Everything loads with `local_files_only=True` unless `allow_download=True`: a hub id resolves only if
 it is already in the local Hugging Face cache.
@@ -26,7 +31,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta")  # the families clickprompt.plm.prefix knows how to prompt
+from clickprompt.plm.prefix import SUPPORTED_MODEL_TYPES, family_of  # the families the adapter can prompt
 
 
 def _minilm_dir() -> str:
@@ -42,6 +47,8 @@ ALIASES: dict[str, str] = {
     "tinybert": "huawei-noah/TinyBERT_General_4L_312D",  # Table 3
     "roberta-base": "FacebookAI/roberta-base",  # the paper's default PLM (Sec 4.1.4)
     "roberta-large": "FacebookAI/roberta-large",  # Table 3
+    "gpt2": "openai-community/gpt2",  # App. C.3, decoder-only (12 layers, hidden 768)
+    "bart-base": "facebook/bart-base",  # App. C.3, encoder-decoder (6 + 6 layers, hidden 768)
 }
 
 
@@ -51,8 +58,8 @@ class PLMInfo:
 
     name: str  # as asked for: alias, hub id or local path
     path: str  # what it resolved to
-    model_type: str  # config.model_type: "bert" or "roberta"
-    num_layers: int  # L
+    model_type: str  # config.model_type: "bert", "roberta", "gpt2" or "bart"
+    num_layers: int  # L (prompt layers): encoder + decoder layers for BART
     hidden_size: int  # H
     num_heads: int
     vocab_size: int  # rows of the embedding matrix (>= len(tokenizer))
@@ -122,11 +129,12 @@ def _decoder_tied(model) -> bool | None:
 
 def _info(name, path, model, newly, unused) -> PLMInfo:
     cfg = model.config
+    layers = cfg.encoder_layers + cfg.decoder_layers if getattr(cfg, "is_encoder_decoder", False) else cfg.num_hidden_layers
     return PLMInfo(
         name=name,
         path=path,
         model_type=cfg.model_type,
-        num_layers=cfg.num_hidden_layers,
+        num_layers=layers,
         hidden_size=cfg.hidden_size,
         num_heads=cfg.num_attention_heads,
         vocab_size=cfg.vocab_size,
@@ -134,6 +142,24 @@ def _info(name, path, model, newly, unused) -> PLMInfo:
         unused=tuple(sorted(unused)),
         decoder_tied=_decoder_tied(model),
     )
+
+
+def _head_class(config, with_head: bool):
+    """The Auto class for this family: masked-LM head (BERT, RoBERTa; BART's LM head), causal-LM head (GPT-2)."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    if not with_head:
+        return AutoModel
+    return AutoModelForCausalLM if family_of(config.model_type).objective == "clm" else AutoModelForMaskedLM
+
+
+def _bare_kwargs(config) -> dict:
+    return {"add_pooling_layer": False} if family_of(config.model_type).kind == "encoder" else {}
+
+
+def _ensure_pad(tokenizer) -> None:
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # GPT-2: pad with end-of-text
+        tokenizer.pad_token = tokenizer.eos_token
 
 
 def load_plm(
@@ -145,12 +171,13 @@ def load_plm(
 ):
     """Load `(model, tokenizer, info)`.
 
-    model: an `AutoModelForMaskedLM` (BertForMaskedLM / RobertaForMaskedLM) when `with_mlm_head`, else
-    the bare `AutoModel` encoder without pooler. dtype: weights' dtype, default float32 (train in fp32
+    model: an `AutoModelForMaskedLM` (BertForMaskedLM / RobertaForMaskedLM / BartForConditionalGeneration)
+    or, for GPT-2, `AutoModelForCausalLM` (GPT2LMHeadModel) when `with_mlm_head`, else the bare
+    `AutoModel` (encoders without pooler). dtype: weights' dtype, default float32 (train in fp32
     weights and use autocast for bf16). info: a `PLMInfo`; for MiniLM its `newly_initialized` lists
     the MLM transform and output bias, and `decoder_tied` is True.
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     path = resolve_plm(name, allow_download=allow_download)
@@ -158,6 +185,7 @@ def load_plm(
     config = AutoConfig.from_pretrained(path, local_files_only=local_only)
     _check_supported(config)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+    _ensure_pad(tokenizer)
 
     kwargs = dict(dtype=dtype or torch.float32, local_files_only=local_only, output_loading_info=True)
     # transformers prints its own load report (and, for a checkpoint without a head, a warning that the
@@ -165,10 +193,8 @@ def load_plm(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        if with_mlm_head:
-            model, loading = AutoModelForMaskedLM.from_pretrained(path, **kwargs)
-        else:
-            model, loading = AutoModel.from_pretrained(path, add_pooling_layer=False, **kwargs)
+        auto = _head_class(config, with_mlm_head)
+        model, loading = auto.from_pretrained(path, **kwargs, **({} if with_mlm_head else _bare_kwargs(config)))
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -191,21 +217,18 @@ def build_plm_from_config(config, tokenizer, *, with_mlm_head: bool = True):
     """A randomly initialised PLM from a transformers config (tests, tiny profiles): `(model, tokenizer, info)`.
 
     The config must cover the tokenizer (`vocab_size >= len(tokenizer)`) and share its pad id (RoBERTa
-    derives position ids from it).
+    derives position ids from it, BART pads its decoder inputs with it; GPT-2 ignores it).
     """
-    from transformers import AutoModel, AutoModelForMaskedLM
-
     _check_supported(config)
+    _ensure_pad(tokenizer)
     if config.vocab_size < len(tokenizer):
         raise ValueError(f"config.vocab_size={config.vocab_size} < len(tokenizer)={len(tokenizer)}")
-    if tokenizer.pad_token_id is not None and config.pad_token_id != tokenizer.pad_token_id:
+    pad_matters = family_of(config.model_type).kind != "decoder"
+    if pad_matters and tokenizer.pad_token_id is not None and config.pad_token_id != tokenizer.pad_token_id:
         raise ValueError(
             f"config.pad_token_id={config.pad_token_id} but tokenizer.pad_token_id={tokenizer.pad_token_id}"
         )
-    if with_mlm_head:
-        model = AutoModelForMaskedLM.from_config(config)
-    else:
-        model = AutoModel.from_config(config, add_pooling_layer=False)
+    model = _head_class(config, with_mlm_head).from_config(config, **({} if with_mlm_head else _bare_kwargs(config)))
     names = [n for n, _ in model.named_parameters()]
     return model, tokenizer, _info(f"<{config.model_type} config>", "", model, names, [])
 

@@ -1,4 +1,4 @@
-"""The one adapter between ClickPrompt and transformers' encoder internals (transformers==5.23 pinned).
+"""The adapter between ClickPrompt and transformers' model internals (transformers==5.23 pinned).
 
 ClickPrompt (Lin et al., WWW'24) feeds the CTR model's soft prompts into the PLM in one of two ways
 (Fig. 3):
@@ -39,8 +39,22 @@ returned after attention dropout, so read them in eval mode (then each row sums 
 Gradient checkpointing: transformers' GradientCheckpointingLayer silently sets past_key_values=None
 in training, which would drop the layer-wise prompts, so `encode` refuses that combination.
 
-Families: BERT (`BertForMaskedLM`, head `cls`) and RoBERTa (`RobertaForMaskedLM`, head `lm_head`), or
-their bare encoders (no `mlm_logits` then).
+Families (`_FAMILIES`, one row per transformers `model_type`):
+
+    model_type  kind             pretraining objective               head      default pooling
+    bert        encoder          PA-MLM (Sec 3.5.1)                  cls       cls ([CLS])
+    roberta     encoder          PA-MLM                              lm_head   cls (<s>)
+    gpt2        decoder-only     PA-CLM (App. C.3): next token       lm_head   last real token
+    bart        encoder-decoder  PA-MLM, decoder reconstructs       lm_head   last real token (decoder)
+
+GPT-2 (decoder-only, App. C.3) goes through the same code path as BERT: its causal self-attention
+takes the K prompts of layer l as past keys/values, so every text token attends to all K prompts
+and to the text before it (transformers' causal mask builder offsets the query positions by the
+cache length K, so prefix keys are always visible). Text position ids are passed explicitly (0..Z-1),
+as for BERT. The pretraining objective is prompt-augmented causal LM: the next-token cross-entropy
+over the real text tokens (`clm_loss`). The CTR head pools the last real token, the only one that
+has read the whole text. The encoder-decoder family (BART) lives in prefix_seq2seq.py; `wrap_plm`
+picks the adapter for a model.
 """
 
 from __future__ import annotations
@@ -58,32 +72,58 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class _Family:
-    head_attr: str  # attribute of the *ForMaskedLM model holding the MLM head
+    head_attr: str  # attribute of the *ForMaskedLM / *ForCausalLM model holding the token head
     padding_offset_positions: bool  # RoBERTa: positions start at padding_idx + 1, pads sit at padding_idx
+    kind: str = "encoder"  # "encoder", "decoder" (decoder-only, causal) or "encoder-decoder"
+    objective: str = "mlm"  # pretraining: "mlm" (masked tokens, PA-MLM) or "clm" (next token, PA-CLM)
+    default_pooling: str = "cls"  # what plm.pooling "auto" means for this family (Eq. 8)
+    dropout_attr: str = "hidden_dropout_prob"  # the config's hidden dropout (also used by the CTR head)
+    logits_bias_attr: str | None = None  # a bias buffer added to the head's logits (BART final_logits_bias)
 
 
 _FAMILIES = {
     "bert": _Family(head_attr="cls", padding_offset_positions=False),
     "roberta": _Family(head_attr="lm_head", padding_offset_positions=True),
+    "gpt2": _Family(head_attr="lm_head", padding_offset_positions=False, kind="decoder", objective="clm",
+                    default_pooling="last", dropout_attr="resid_pdrop"),
+    "bart": _Family(head_attr="lm_head", padding_offset_positions=False, kind="encoder-decoder",
+                    default_pooling="last", dropout_attr="dropout", logits_bias_attr="final_logits_bias"),
 }
+SUPPORTED_MODEL_TYPES = tuple(_FAMILIES)
+POOLING_MODES = ("auto", "cls", "mean", "last")
+
+
+def family_of(model_type: str) -> _Family:
+    if model_type not in _FAMILIES:
+        raise ValueError(f"model_type {model_type!r} is not supported (known: {', '.join(_FAMILIES)})")
+    return _FAMILIES[model_type]
+
+
+def wrap_plm(model: nn.Module, **kwargs) -> "PLMWithPrompts":
+    """The prompt adapter for `model`'s family: PLMWithPrompts (BERT, RoBERTa, GPT-2) or
+    Seq2SeqPLMWithPrompts (BART)."""
+    if family_of(model.config.model_type).kind == "encoder-decoder":
+        from clickprompt.plm.prefix_seq2seq import Seq2SeqPLMWithPrompts
+
+        return Seq2SeqPLMWithPrompts(model, **kwargs)
+    return PLMWithPrompts(model, **kwargs)
 
 
 class PLMWithPrompts(nn.Module):
-    """Wraps a BERT/RoBERTa (masked-LM) model so that soft prompts can enter it.
+    """Wraps a BERT/RoBERTa (masked-LM) or GPT-2 (causal-LM) model so that soft prompts can enter it.
 
-    encode -> hidden (B, Z, H) of the text tokens; mlm_logits / mlm_loss -> the MLM head at masked
-    positions only; pool -> (B, H).
+    encode -> hidden (B, Z, H) of the text tokens; mlm_logits / mlm_loss -> the token head at masked
+    positions only; clm_loss -> next-token loss (decoder-only families); pool -> (B, H).
     """
 
     def __init__(self, model: nn.Module, *, shift_text_positions: bool = False):
         super().__init__()
         config = model.config
-        if config.model_type not in _FAMILIES:
-            raise ValueError(f"model_type {config.model_type!r} is not supported (known: {', '.join(_FAMILIES)})")
-        if getattr(config, "is_decoder", False):
+        family = family_of(config.model_type)
+        if family.kind == "encoder" and getattr(config, "is_decoder", False):
             raise ValueError("PLMWithPrompts expects a bidirectional encoder (config.is_decoder=False)")
-        self.model = model  # the *ForMaskedLM model, or the bare encoder
-        self.family = _FAMILIES[config.model_type]
+        self.model = model  # the *ForMaskedLM / *ForCausalLM model, or the bare backbone
+        self.family = family
         self.shift_text_positions = shift_text_positions
 
     # ----------------------------------------------------------------------------- structure
@@ -93,7 +133,7 @@ class PLMWithPrompts(nn.Module):
 
     @property
     def encoder(self) -> nn.Module:
-        """The bare BertModel / RobertaModel (shares weights and config with `model`)."""
+        """The bare BertModel / RobertaModel / GPT2Model (BartModel for BART); shares weights with `model`."""
         base = getattr(self.model, self.model.base_model_prefix, None)
         return base if base is not None else self.model
 
@@ -120,6 +160,26 @@ class PLMWithPrompts(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
+
+    @property
+    def objective(self) -> str:
+        """"mlm" (PA-MLM: masked tokens) or "clm" (PA-CLM: next token) -- what pretraining optimises."""
+        return self.family.objective
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.family.kind == "encoder-decoder"
+
+    @property
+    def hidden_dropout(self) -> float:
+        """The PLM's own hidden dropout; the CTR head on the PLM uses it too (as HF classification heads do)."""
+        return float(getattr(self.config, self.family.dropout_attr, 0.1) or 0.0)
+
+    def resolve_pooling(self, mode: str) -> str:
+        """"auto" -> the family's default (cls for encoders, last for GPT-2 and BART)."""
+        if mode not in POOLING_MODES:
+            raise ValueError(f"pooling {mode!r}: expected one of {POOLING_MODES}")
+        return self.family.default_pooling if mode == "auto" else mode
 
     # ----------------------------------------------------------------------------- positions
     def _first_position(self) -> int:
@@ -173,13 +233,15 @@ class PLMWithPrompts(nn.Module):
         prompt_embeds: torch.Tensor | None = None,
         output_attentions: bool = False,
         prefix_mask: torch.Tensor | None = None,
+        target_ids: torch.Tensor | None = None,
     ):
         """Last hidden states of the text tokens, (B, Z, H); `(hidden, attentions)` if `output_attentions`.
 
         input_ids, attention_mask: (B, Z). prefix_kv: (L, 2, B, heads, K, head_dim), layer-wise prompts.
         prompt_embeds: (B, K, H), input-layer prompts. At most one of the two. prefix_mask: (B, K),
         which prompts may be attended to (default all ones). attentions: tuple of L tensors
-        (B, heads, Z, K + Z), keys ordered [prompts, text]; K = 0 without prompts.
+        (B, heads, Z, K + Z), keys ordered [prompts, text]; K = 0 without prompts. target_ids: the
+        uncorrupted text, read by encoder-decoder families' decoders only (ignored here).
         """
         if prefix_kv is not None and prompt_embeds is not None:
             raise ValueError("pass prefix_kv (layer-wise) or prompt_embeds (input layer), not both")
@@ -263,15 +325,19 @@ class PLMWithPrompts(nn.Module):
 
     # ----------------------------------------------------------------------------- heads
     def mlm_logits(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """MLM logits (N, V) at the N positions where `positions` (B, Z, bool) is true, row-major order.
+        """Token-head logits (N, V) at the N positions where `positions` (B, Z, bool) is true, row-major order.
 
-        Gathers first, then runs the head: the vocabulary projection is most of a step's cost.
+        Gathers first, then runs the head: the vocabulary projection is most of a step's cost. For
+        GPT-2 the logits at position t score token t + 1; for BART (decoder states) token t.
         """
         head = self.mlm_head
         if head is None:
             raise ValueError("this PLM was loaded without an MLM head (load_plm(..., with_mlm_head=True))")
         selected = hidden[positions.bool()]  # (N, H)
-        return head(selected)  # (N, V)
+        logits = head(selected)  # (N, V)
+        if self.family.logits_bias_attr is not None:
+            logits = logits + getattr(self.model, self.family.logits_bias_attr).to(logits.dtype)  # (1, V) broadcast
+        return logits
 
     def mlm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over positions with label != -100 (0, still in the graph, if there are none)."""
@@ -281,12 +347,21 @@ class PLMWithPrompts(nn.Module):
             return logits.sum() * 0.0
         return F.cross_entropy(logits.float(), labels[positions])
 
+    def clm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """PA-CLM (App. C.3): mean next-token cross-entropy. labels (B, Z): the text's token ids with -100 at
+        padding; the state at t scores token t + 1, so the first token is never a target (no BOS here)."""
+        return self.mlm_loss(hidden[:, :-1], labels[:, 1:])  # (B, Z-1, H) against tokens 1..Z-1
+
     @staticmethod
     def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str = "cls") -> torch.Tensor:
-        """(B, Z, H) -> (B, H): "cls" = first token, "mean" = mean over real (mask = 1) tokens (Eq. 8)."""
+        """(B, Z, H) -> (B, H) (Eq. 8): "cls" = first token, "mean" = mean over real (mask = 1) tokens,
+        "last" = the last real token (for causal models the only one that has read the whole text)."""
         if mode == "cls":
             return hidden[:, 0]
         if mode == "mean":
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, Z, 1)
             return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-        raise ValueError(f"pooling {mode!r}: expected 'cls' or 'mean'")
+        if mode == "last":
+            last = attention_mask.long().cumsum(dim=1).argmax(dim=1)  # (B,) first position reaching the count
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        raise ValueError(f"pooling {mode!r}: expected 'cls', 'mean' or 'last'")
