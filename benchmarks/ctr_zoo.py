@@ -105,12 +105,16 @@ def write_report(rows: list[dict], args, command: str, loads: tuple[float, float
         max(r["train_samples_per_s"] for r in rows if r["model"] == m) / min(r["train_samples_per_s"] for r in rows if r["model"] == m)
         for m in models
     )
+    if reused:
+        note = (f"Reused finished runs (trained earlier by this script into the same --runs directory, same code "
+                f"path): {', '.join(reused)}. ")
+    else:
+        note = "Every run was trained by this invocation. "
+    note += (f"Each run's samples/s is measured at its own time on a shared machine (one model's seeds differ by up "
+             f"to {spread:.1f}x); benchmarks/results/ctr_latency.md times all models' training steps side by side.")
     lines += [
         "",
-        f"Reused finished runs (trained earlier by this script into the same --runs directory, same code path): "
-        f"{', '.join(reused) if reused else 'none'}. Each run's samples/s was measured at its own time on a shared "
-        f"machine whose load varied a lot (one model's seeds differ by up to {spread:.0f}x), so compare speeds with "
-        "the training-step table of benchmarks/results/ctr_latency.md, measured side by side.",
+        note,
         "",
         f"mean ± sd: sample standard deviation over the seeds. Here the seed-to-seed sd of test AUC ranges from "
         f"{min(sds):.4f} to {max(sds):.4f} by model, so differences below ~0.005 between two models are not "
