@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,18 +30,17 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402
+
+from clickprompt import paper_numbers  # noqa: E402
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 # Paper Table 8 (ms per batch of 128, one GeForce RTX 4090): ML-1M / BX / AZ-Toys / GD.
-PAPER_TABLE8 = {"autoint": "2.13 / 2.52 / 2.29 / 2.27", "dcnv2": "1.56 / 1.57 / 1.21 / 1.54"}
+PAPER_TABLE8 = {
+    m: " / ".join(f"{paper_numbers.table8_ms(label, d):g}" for d in paper_numbers.DATASETS)
+    for m, label in paper_numbers.CTR_LABELS.items() if label in paper_numbers.TABLE8
+}
 
 
 def main(argv=None) -> int:

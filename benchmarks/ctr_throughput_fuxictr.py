@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -41,16 +40,10 @@ from pathlib import Path
 
 FUXICTR_PINS = ["fuxictr==2.3.10", "torch==2.13.0", "polars<2"]
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 # The shared protocol (App. B.1 for ours; FuxiCTR gets the same numbers).
 EMBED_DIM, HIDDEN, LAYERS, DROPOUT, BATCH, LR, PATIENCE = 32, 256, 3, 0.1, 256, 1e-3, 2

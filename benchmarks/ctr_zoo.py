@@ -17,30 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_name  # noqa: E402
+
+from clickprompt import paper_numbers  # noqa: E402
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 # FuxiCTR 2.3.10 on the same prepared data and protocol (first genre as the genre field, embedding 32,
 # batch 256, AdamW 1e-3, patience 2), measured on this machine by the project (test AUC).
 FUXICTR_REFERENCE = {"dcnv2": "0.7844 ± 0.0031 (3 seeds)", "dnn": "0.7820", "deepfm": "0.7816", "autoint": "0.7763"}
 # The paper's Table 2 (MovieLens-1M, not ML-100K: a different dataset, shown only for the ordering).
-PAPER_ML1M_AUC = {"fm": 0.8269, "dnn": 0.8413, "deepfm": 0.8418, "xdeepfm": 0.8421, "ipnn": 0.8428, "dcn": 0.8423,
-                  "autoint": 0.8399, "fignn": 0.8399, "fgcnn": 0.8418, "dcnv2": 0.8434}
+PAPER_ML1M_AUC = {m: paper_numbers.TABLE2[label]["ml-1m"][0] for m, label in paper_numbers.CTR_LABELS.items()}
 
 
 def run_one(args, model: str, seed: int) -> dict:
