@@ -14,37 +14,16 @@ import torch
 
 from clickprompt.checkpoint import load_checkpoint
 from clickprompt.cli import main as cli_main
-from clickprompt.config import load_stage_config
 from clickprompt.data.dataset import PreparedDataset
-from clickprompt.data.prepare import prepare
 from clickprompt.data.text import TokenCache
 from clickprompt.pipeline import finetune, load_run_model, pretrain, text_batcher
 from clickprompt.plm import load_plm
-from clickprompt.plm.tiny import make_tiny_plm
-from test_clickprompt_pipeline import TinySource
+from analysis_helpers import tiny_cfg as _cfg
+from test_clickprompt_pipeline import tiny_bert, tiny_data  # noqa: F401  (shared module-scoped fixtures)
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("processed")
-    prepare("tiny", root, root / "tiny", source=TinySource())
-    return root
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return make_tiny_plm(tmp_path_factory.mktemp("plm") / "bert", "bert")
-
-
-def _cfg(stage, data_root, plm, **over):
-    cfg = load_stage_config("tiny", stage)
-    cfg.data.dataset = "tiny"
-    cfg.data.processed_dir = str(data_root)
-    cfg.plm.name = str(plm)
-    for k, v in over.items():
-        section, key = k.split("__")
-        setattr(getattr(cfg, section), key, v)
-    return cfg
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from clickprompt.checkpoint import load_checkpoint
-from clickprompt.config import load_stage_config
 from clickprompt.ctr import create_ctr
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.prepare import prepare
@@ -20,6 +19,8 @@ from clickprompt.data.sources.base import RawTable, Source, SourceSpec
 from clickprompt.errors import CheckpointError
 from clickprompt.pipeline import evaluate_run, finetune, load_run_model, predict_probs, pretrain, quick, train_ctr
 from clickprompt.plm.tiny import make_tiny_plm
+
+from analysis_helpers import tiny_cfg as _cfg  # the tiny profile pointed at a prepared dataset and a PLM
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
 OCCUPATIONS = ["student", "engineer", "writer", "artist", "doctor"]
@@ -70,15 +71,6 @@ def tiny_roberta(tmp_path_factory, tiny_data):
     return make_tiny_plm(tmp_path_factory.mktemp("plm") / "roberta", "roberta", texts=texts)
 
 
-def _cfg(stage, data_root, plm, **over):
-    cfg = load_stage_config("tiny", stage)
-    cfg.data.dataset = "tiny"
-    cfg.data.processed_dir = str(data_root)
-    cfg.plm.name = str(plm)
-    for k, v in over.items():
-        section, key = k.split("__")
-        setattr(getattr(cfg, section), key, v)
-    return cfg
 
 
 @pytest.fixture(scope="module")
