@@ -79,6 +79,7 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 50
     save_every: int = 500  # optimizer steps between resumable trainer-state saves (0: epoch ends only)
+    group_by_length: bool = False  # text stages: batch samples of similar token length (less padding)
 
 
 @dataclass

@@ -84,6 +84,9 @@ ARM_STAGES = ("train-ctr", "finetune-with-plm", "finetune-without-plm")
 # settings that never change what a run computes: left out of the run's identity
 NOT_IDENTITY = {"data": {"processed_dir"},
                 "train": {"seed", "device", "num_workers", "log_every", "save_every", "eval_batch_size"}}
+# Settings added after run directories already existed: left out of the hash while at these values, so
+# the finished runs keep their addresses; any other value is part of the run's identity.
+IDENTITY_IF_NOT = {"train": {"group_by_length": False}}
 
 
 class ExperimentError(ClickPromptError):
@@ -284,6 +287,10 @@ def _identity(stage: str, cfg: RunConfig, pretrained_key: str | None) -> dict:
     for section, keys in NOT_IDENTITY.items():
         for k in keys:
             d[section].pop(k, None)
+    for section, defaults in IDENTITY_IF_NOT.items():
+        for k, value in defaults.items():
+            if d[section].get(k) == value:
+                d[section].pop(k)
     if stage in ("train-ctr", "finetune-without-plm"):
         d.pop("plm"), d.pop("prompt")
         d["train"].pop("plm_lr")

@@ -112,8 +112,28 @@ def is_main_process() -> bool:
 # ---------------------------------------------------------------- batching helpers
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n)
+def epoch_order(n: int, seed: int, epoch: int, lengths: np.ndarray | None = None, batch_size: int = 1,
+                megabatch: int = 50) -> np.ndarray:
+    """The epoch's sample order: a permutation that depends only on (seed, epoch).
+
+    With `lengths` (tokens per sample, train.group_by_length), samples of similar length share a batch,
+    so text batches (padded to their longest sample) carry little padding -- the idea of Hugging Face
+    Trainer's group_by_length: the permutation is cut into megabatches of `megabatch` batches, each
+    sorted by length, longest first; the full batches are then shuffled (the last, partial batch stays
+    last, so `order[s * batch_size:(s + 1) * batch_size]` are still the batches)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    if lengths is None:
+        return order
+    lengths = np.asarray(lengths)[:n]
+    size = megabatch * batch_size
+    for start in range(0, n, size):
+        chunk = order[start : start + size]
+        order[start : start + size] = chunk[np.argsort(-lengths[chunk], kind="stable")]
+    full = n // batch_size
+    batches = rng.permutation(full)
+    head = order[: full * batch_size].reshape(full, batch_size)[batches].reshape(-1)
+    return np.concatenate([head, order[full * batch_size :]])
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -328,12 +348,15 @@ def train(
             _save_trainer_state(state_dir, model, best_state, optimizer, scheduler, info)
 
     micro = max(1, cfg.batch_size // cfg.grad_accum)
+    # group_by_length needs per-sample token counts from the batcher (text batchers have them); CTR-only
+    # batches have one fixed width, so for them there is nothing to group and the order is the plain one
+    lengths = getattr(make_batch, "lengths", None) if cfg.group_by_length else None
     stopped_early, samples_seen, t_train = False, 0, 0.0
     done = cfg.max_steps is not None and global_step >= cfg.max_steps
     if early_stopping and evaluate is not None and bad_epochs >= cfg.patience:
         stopped_early = done = True  # resumed after the run had already stopped early
     while epoch < cfg.epochs and not done:
-        order = epoch_order(n_train, cfg.seed, epoch)
+        order = epoch_order(n_train, cfg.seed, epoch, lengths, cfg.batch_size)
         if hasattr(make_batch, "set_epoch"):  # per-epoch randomness of the batcher (PA-MLM masking)
             make_batch.set_epoch(epoch)
         ddp_model.train()

@@ -160,3 +160,18 @@ def test_sweep_points_share_runs_and_select_on_validation(tiny):
     assert plan.cells[(0, 0, "ctr", 1)] is plan.cells[(1, 0, "ctr", 1)]
     # seed 1 of the small experiment already ran the plm_lr = 0.001 point (the tiny profile's value)
     assert plan.cells[(0, 0, "with-plm", 1)].done and not plan.cells[(1, 0, "with-plm", 1)].done
+
+
+def test_a_later_setting_at_its_default_keeps_old_run_addresses():
+    """train.group_by_length came after runs existed: False (default) must not move their directories."""
+    from clickprompt.config import RunConfig
+    from clickprompt.experiments import _hash, _identity
+
+    cfg = RunConfig()
+    legacy = cfg.to_dict()
+    legacy["train"].pop("group_by_length")
+    old = _identity("pretrain", RunConfig.from_dict(legacy), None)
+    assert "group_by_length" not in old["settings"]["train"]
+    assert _hash(_identity("pretrain", cfg, None)) == _hash(old)
+    cfg.train.group_by_length = True
+    assert _hash(_identity("pretrain", cfg, None)) != _hash(old)

@@ -199,3 +199,12 @@ def test_assemble_empty_batch(wordpiece):
     cache = TokenCache(wordpiece, ["Gender"], [np.array(["male"])], max_length=16)
     out = cache.assemble(np.zeros((0, 1), dtype=np.int64), with_fields=True)
     assert out["input_ids"].shape[0] == 0 and out["attention_mask"].shape[0] == 0
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("max_length", MAX_LENGTHS)
+def test_sample_lengths_are_the_unpadded_assembled_lengths(wordpiece, real_dataset, max_length):
+    cache = TokenCache.for_dataset(wordpiece, real_dataset, max_length)
+    index = real_dataset.split("train").text_index[:500]
+    out = cache.assemble(index)
+    assert cache.sample_lengths(index).tolist() == out["attention_mask"].sum(1).tolist()

@@ -249,3 +249,59 @@ def test_early_stopping_keeps_the_best_weights(data_root, tmp_path):
     for k, v in best.items():
         assert torch.equal(final[f"best.{k}"], v)
     assert meta["best_metric"] == pytest.approx(max(aucs))
+
+
+def test_group_by_length_order_is_a_permutation_of_length_sorted_batches():
+    from clickprompt.training import epoch_order
+
+    rng = np.random.default_rng(3)
+    n, batch = 1003, 16
+    lengths = rng.integers(20, 80, n)
+    plain = epoch_order(n, 7, 2)
+    order = epoch_order(n, 7, 2, lengths, batch, megabatch=8)
+    assert sorted(order.tolist()) == list(range(n))  # every sample exactly once
+    assert np.array_equal(order, epoch_order(n, 7, 2, lengths, batch, megabatch=8))  # a function of (seed, epoch)
+    assert not np.array_equal(order, epoch_order(n, 7, 3, lengths, batch, megabatch=8))
+    # the last, partial batch stays last: the first n // batch batches are full and sliceable
+    assert set(order[(n // batch) * batch :]) <= set(plain[(n // (8 * batch)) * 8 * batch :])
+
+    def padded_tokens(o):
+        return sum(len(b) * lengths[b].max() for b in np.array_split(o, range(batch, n, batch)))
+
+    assert padded_tokens(order) < 0.8 * padded_tokens(plain)  # much less padding than random batches
+    def median_spread(o):  # a batch's longest minus shortest sample
+        return np.median([np.ptp(lengths[o[s : s + batch]]) for s in range(0, (n // batch) * batch, batch)])
+
+    # a megabatch of 8 batches spans the whole 20..79 range, so a batch spans about 60 / 8
+    assert median_spread(order) <= 10 < 40 < median_spread(plain)
+
+
+def test_group_by_length_changes_nothing_for_ctr_batches(data_root, tmp_path):
+    """CTR batches carry no token lengths: the option leaves the order and hence the run unchanged."""
+    results = [
+        train_ctr(_cfg(data_root, **{"train.epochs": 1, "train.group_by_length": flag}), tmp_path / f"g{flag}", progress=False)
+        for flag in (False, True)
+    ]
+    assert results[0]["test"]["auc"] == results[1]["test"]["auc"]
+
+
+def test_trainer_groups_batches_by_the_batchers_lengths(data_root):
+    """With train.group_by_length the loop draws its batches from the batcher's `lengths`."""
+    ds = PreparedDataset(data_root / "tiny-ml")
+    n = len(ds.split("train"))
+    base = ctr_batcher(ds.split("train"))
+    lengths = np.random.default_rng(0).integers(10, 60, n)
+    spreads = {}
+    for flag in (False, True):
+        seen = []
+
+        def make_batch(idx):
+            seen.append(np.ptp(lengths[idx]))
+            return base(idx)
+
+        make_batch.lengths = lengths
+        torch.manual_seed(0)
+        model = CTRClassifier(create_ctr("dnn", ds.spec, _cfg(data_root).ctr))
+        train(model, make_batch, n, _cfg(data_root, **{"train.epochs": 1, "train.group_by_length": flag}).train, progress=False)
+        spreads[flag] = np.median(seen)
+    assert spreads[True] <= 2 < 20 < spreads[False]

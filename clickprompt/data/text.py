@@ -67,6 +67,15 @@ class TokenCache:
     def for_dataset(cls, tokenizer, dataset, max_length: int = 128) -> "TokenCache":
         return cls(tokenizer, dataset.spec.displays, dataset.text_values, max_length)
 
+    def sample_lengths(self, text_index: np.ndarray) -> np.ndarray:
+        """(N,) tokens per sample, special tokens included, after truncation: the unpadded length of
+        `assemble`'s rows (what train.group_by_length sorts by)."""
+        text_index = np.asarray(text_index)
+        content = np.zeros(len(text_index), dtype=np.int64)
+        for j in range(text_index.shape[1]):
+            content += self.lengths[j][text_index[:, j]]
+        return len(self.prefix) + np.minimum(content, self.budget) + len(self.suffix)
+
     def assemble(self, text_index: np.ndarray, with_fields: bool = False) -> dict[str, np.ndarray]:
         """text_index (N, F) -> input_ids, attention_mask (N, T) padded to the longest sample, truncated
         like `tokenizer(..., truncation=True, max_length=max_length)`. With `with_fields`, also

@@ -284,8 +284,10 @@ class PLMWithPrompts(nn.Module):
                 )
             prefix_kv = prefix_kv.to(self._compute_dtype(device))
             cache = DynamicCache()  # fresh per call: a Cache is filled in place by every forward
-            for layer in range(self.num_layers):
-                cache.update(prefix_kv[layer, 0], prefix_kv[layer, 1], layer)  # (B, heads, K, head_dim) each
+            # unbind, not prefix_kv[layer, 0]: each indexing op's backward would zero-fill a gradient of the
+            # whole prefix tensor (2L of them per step); unbind's backward stacks the slices' gradients once
+            for layer, (key, value) in enumerate(kv.unbind(0) for kv in prefix_kv.unbind(0)):
+                cache.update(key, value, layer)  # (B, heads, K, head_dim) each
             with self._eager_attention(output_attentions):
                 out = self.encoder(
                     input_ids=input_ids,

@@ -168,12 +168,13 @@ class Seq2SeqPLMWithPrompts(PLMWithPrompts):
             if prefix_kv is not None:
                 prefix_kv = prefix_kv.to(dtype)
                 enc_cache = DynamicCache()  # fresh per call: a Cache is filled in place by every forward
-                for layer in range(self.encoder_layers):
-                    enc_cache.update(prefix_kv[layer, 0], prefix_kv[layer, 1], layer)  # (B, heads, K, head_dim)
                 dec_self = _PromptCache()
-                for layer in range(self.decoder_layers):
-                    l = self.encoder_layers + layer
-                    dec_self.update(prefix_kv[l, 0], prefix_kv[l, 1], layer)
+                # unbind, not prefix_kv[l, 0]: see PLMWithPrompts.encode (one gradient stack, not 2L zero-fills)
+                for l, (key, value) in enumerate(kv.unbind(0) for kv in prefix_kv.unbind(0)):  # (B, heads, K, head_dim)
+                    if l < self.encoder_layers:
+                        enc_cache.update(key, value, l)
+                    else:
+                        dec_self.update(key, value, l - self.encoder_layers)
                 dec_cache = EncoderDecoderCache(dec_self, DynamicCache())  # cross-attention: filled from the encoder
                 enc = self.bart.encoder(input_ids=input_ids, attention_mask=full_mask, past_key_values=enc_cache,
                                         **enc_kwargs)
