@@ -1,10 +1,17 @@
-"""Summarise runs/ml100k-core (made by experiments/ml100k_core.sh) into experiments/results/ml100k_core.md.
+"""Summarise the runs of experiments/ml100k_core.sh into experiments/results/ml100k_core.md.
 
-    python experiments/summarize_ml100k_core.py
+    python experiments/summarize_ml100k_core.py [--runs runs/ml100k-core runs/ml100k-core-3ep]
+
+One section per run directory (one pretraining budget each), whatever has finished so far: DCNv2 from
+scratch; per pretraining seed s its PA-MLM run, ClickPrompt w/o PLM (10 finetuning seeds) and with PLM;
+w/o PLM pooled over the pretraining seeds. Paired t-tests pair finetuning seeds (w/o PLM averaged over
+the pretraining seeds); DeLong's test compares one with-PLM run with the DCNv2 run of the same seed on
+the same test set.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -15,12 +22,12 @@ import pandas as pd
 from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ROOT / "runs" / "ml100k-core"
+DEFAULT_RUNS = [ROOT / "runs" / "ml100k-core", ROOT / "runs" / "ml100k-core-3ep"]
 
 
-def seeds(group: str) -> dict[int, dict]:
+def seeds(group: Path) -> dict[int, dict]:
     out = {}
-    for d in sorted((RUNS / group).glob("seed-*")):
+    for d in sorted(group.glob("seed-*")):
         if (d / "results.json").exists():
             out[int(d.name.split("-")[1])] = json.loads((d / "results.json").read_text()) | {"dir": d}
     return out
@@ -31,69 +38,118 @@ def preds(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return p["label"].to_numpy(), p["prob"].to_numpy()
 
 
-def main() -> None:
-    base, wo, wp = seeds("dcnv2"), seeds("without-plm"), seeds("with-plm")
-    pre = json.loads((RUNS / "pretrain-seed1" / "seed-1" / "results.json").read_text())
+def pretraining_seeds(runs: Path) -> dict[int, dict]:
+    out = {}
+    for d in sorted(runs.glob("pretrain-seed*")):
+        s = int(d.name.removeprefix("pretrain-seed"))
+        res = d / f"seed-{s}" / "results.json"
+        if res.exists():
+            out[s] = json.loads(res.read_text()) | {"dir": d / f"seed-{s}"}
+    return out
+
+
+def group_dir(runs: Path, kind: str, s: int) -> Path:  # the script's layout: seed 1 unsuffixed
+    return runs / (kind if s == 1 else f"{kind}-pretrain{s}")
+
+
+def section(runs: Path) -> list[str]:
+    base, pre = seeds(runs / "dcnv2"), pretraining_seeds(runs)
+    if not base or not pre:
+        return []
     base_auc = mean_std([r["test"]["auc"] for r in base.values()])
+    epochs = sorted({r["epochs_run"] for r in pre.values()})
     lines = [
-        "# ClickPrompt on ML-100K with MiniLM-L6 and DCNv2 (CPU budget)",
+        f"## PA-MLM {'/'.join(map(str, epochs))} epoch(s), pretraining seed(s) {', '.join(map(str, pre))} (`{runs.relative_to(ROOT)}`)",
         "",
-        "Commands: `bash experiments/ml100k_core.sh`, then `python experiments/summarize_ml100k_core.py`.",
+        "PA-MLM runs (K = 5 layer-wise prompts, batch 128, CTR part lr 1e-3, PLM lr 5e-5, 5% warm-up then linear "
+        "decay, fp32). Value-token accuracy: masked value tokens of 2,048 validation samples with the true prompts / "
+        "prompts shuffled across the batch / no prompts.",
         "",
-        "Budget (2 CPU cores, no GPU, shared with other jobs): PA-MLM **1 epoch** over the training split "
-        f"({pre['steps']} steps of 128, K = 5 layer-wise prompts, CTR part lr 1e-3, PLM lr 5e-5, 5% warm-up then "
-        f"linear decay, fp32), one pretraining seed. The run was stopped once and resumed from its step-100 state "
-        f"(`--resume`); the resumed part took {pre['wall_s']:.0f} s. The paper pretrains 20 epochs at batch 1024. "
-        "Finetuning with PLM: 1 epoch, PLM frozen (lr 0, one of the paper's choices), one seed. DCNv2 and "
-        "ClickPrompt w/o PLM: up to 10 epochs with early stopping (patience 2) on validation AUC, 10 seeds each.",
+        "| pretraining seed | epochs | steps | valid MLM loss per epoch | value-token acc true / shuffled / none | samples/s | wall s (last segment) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s, r in pre.items():
+        hist = [json.loads(x) for x in (r["dir"] / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        losses = ", ".join(f"{h['valid_mlm_loss']:.3f}" for h in hist)
+        lines.append(
+            f"| {s} | {r['epochs_run']} | {r['steps']} | {losses} | {r['value_token_acc_true']:.3f} / "
+            f"{r['value_token_acc_shuffled']:.3f} / {r['value_token_acc_none']:.3f} | {r['train_samples_per_s']} | {r['wall_s']:.0f} |"
+        )
+    lines += [
         "",
-        f"PA-MLM check (masked value tokens on validation, true / shuffled / no prompts): "
-        f"{pre['value_token_acc_true']:.3f} / {pre['value_token_acc_shuffled']:.3f} / {pre['value_token_acc_none']:.3f}; "
-        f"validation MLM loss {pre['valid_mlm_loss']:.3f}. The PLM reads the prompts: accuracy drops when they "
-        "belong to another sample, and further without them.",
-        "",
-        "| model | seeds | test AUC (mean ± std) | test log loss | Rel.Impr vs DCNv2 | p-value |",
+        "| model | runs | test AUC (mean ± std) | test log loss | Rel.Impr vs DCNv2 | p-value |",
         "|---|---|---|---|---|---|",
         f"| DCNv2 from scratch | {len(base)} | {base_auc[0]:.4f} ± {base_auc[1]:.4f} | "
         f"{mean_std([r['test']['logloss'] for r in base.values()])[0]:.4f} | - | - |",
     ]
-    common = sorted(set(base) & set(wo))
-    a = [wo[s]["test"]["auc"] for s in common]
-    b = [base[s]["test"]["auc"] for s in common]
-    m = mean_std(a)
-    lines.append(
-        f"| ClickPrompt w/o PLM (Eq. 10) | {len(wo)} | {m[0]:.4f} ± {m[1]:.4f} | "
-        f"{mean_std([r['test']['logloss'] for r in wo.values()])[0]:.4f} | {100 * rel_impr(m[0], base_auc[0]):+.2f}% | "
-        f"paired t over {len(common)} seeds: {paired_ttest(a, b):.3f} |"
-    )
-    for s, r in wp.items():
-        labels, probs = preds(r["dir"])
-        _, base_probs = preds(base[s]["dir"]) if s in base else preds(next(iter(base.values()))["dir"])
-        _, _, p = delong_test(labels, probs, base_probs)
+    wo_all: dict[int, list[float]] = {}  # finetuning seed -> AUCs over pretraining seeds
+    per_seed_lines = ["Per-seed test AUC (finetuning seeds 1-10), DCNv2: " + ", ".join(f"{base[s]['test']['auc']:.4f}" for s in sorted(base))]
+    for s in pre:
+        wo = seeds(group_dir(runs, "without-plm", s))
+        if not wo:
+            continue
+        common = sorted(set(base) & set(wo))
+        a, b = [wo[f]["test"]["auc"] for f in common], [base[f]["test"]["auc"] for f in common]
+        m = mean_std(a)
         lines.append(
-            f"| ClickPrompt with PLM (Eq. 9), seed {s} | 1 | {r['test']['auc']:.4f} | {r['test']['logloss']:.4f} | "
-            f"{100 * rel_impr(r['test']['auc'], base[s]['test']['auc']):+.2f}% vs DCNv2 seed {s} | "
-            f"DeLong vs DCNv2 seed {s}: {p:.2g} |"
+            f"| ClickPrompt w/o PLM (Eq. 10), pretraining seed {s} | {len(wo)} | {m[0]:.4f} ± {m[1]:.4f} | "
+            f"{mean_std([r['test']['logloss'] for r in wo.values()])[0]:.4f} | {100 * rel_impr(m[0], base_auc[0]):+.2f}% | "
+            f"paired t over {len(common)} seeds: {paired_ttest(a, b):.3f} |"
         )
-    wo_s = [wo[s]["test"]["auc"] for s in common]
-    lines += [
+        for f in common:
+            wo_all.setdefault(f, []).append(wo[f]["test"]["auc"])
+        per_seed_lines.append(f"w/o PLM from pretraining seed {s}: " + ", ".join(f"{x:.4f}" for x in a))
+    n_pre = {len(v) for v in wo_all.values()}
+    if len(pre) > 1 and n_pre == {len(pre)}:
+        pooled = [x for v in wo_all.values() for x in v]
+        m = mean_std(pooled)
+        fs = sorted(wo_all)
+        lines.append(
+            f"| ClickPrompt w/o PLM, all pretraining seeds | {len(pooled)} | {m[0]:.4f} ± {m[1]:.4f} | - | "
+            f"{100 * rel_impr(m[0], base_auc[0]):+.2f}% | paired t over {len(fs)} finetuning seeds (mean over "
+            f"pretraining seeds): {paired_ttest([np.mean(wo_all[f]) for f in fs], [base[f]['test']['auc'] for f in fs]):.3f} |"
+        )
+    wp_aucs = []
+    for s in pre:
+        for f, r in seeds(group_dir(runs, "with-plm", s)).items():
+            labels, probs = preds(r["dir"])
+            _, base_probs = preds(base[f]["dir"])
+            _, _, p = delong_test(labels, probs, base_probs)
+            wp_aucs.append(r["test"]["auc"])
+            lines.append(
+                f"| ClickPrompt with PLM (Eq. 9), pretraining seed {s}, finetuning seed {f} | 1 | {r['test']['auc']:.4f} | "
+                f"{r['test']['logloss']:.4f} | {100 * rel_impr(r['test']['auc'], base[f]['test']['auc']):+.2f}% vs DCNv2 seed {f} | "
+                f"DeLong vs DCNv2 seed {f}: {p:.2g} (valid AUC {r['valid']['auc']:.4f}, alpha {r.get('alpha', float('nan')):.3f}) |"
+            )
+    if len(wp_aucs) > 1:
+        m = mean_std(wp_aucs)
+        lines.append(f"| ClickPrompt with PLM, all runs | {len(wp_aucs)} | {m[0]:.4f} ± {m[1]:.4f} | - | "
+                     f"{100 * rel_impr(m[0], base_auc[0]):+.2f}% | - |")
+    return lines + [""] + [line + "  " for line in per_seed_lines] + [""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", nargs="+", type=Path, default=DEFAULT_RUNS)
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "ml100k_core.md")
+    args = ap.parse_args()
+    lines = [
+        "# ClickPrompt on ML-100K with MiniLM-L6 and DCNv2 (CPU budget)",
         "",
-        "Per-seed test AUC, DCNv2: " + ", ".join(f"{base[s]['test']['auc']:.4f}" for s in sorted(base)),
-        "Per-seed test AUC, w/o PLM: " + ", ".join(f"{x:.4f}" for x in wo_s),
+        "Commands: `bash experiments/ml100k_core.sh` (1 PA-MLM epoch) and `OUT=runs/ml100k-core-3ep PRETRAIN_EPOCHS=3 "
+        "PRETRAIN_SEEDS=\"1 2\" bash experiments/ml100k_core.sh`, then `python experiments/summarize_ml100k_core.py`.",
         "",
-        "Reading: on this budget ClickPrompt does **not** beat DCNv2 on ML-100K. The w/o-PLM initialisation "
-        "from one PA-MLM epoch changes test AUC by less than the seed-to-seed spread (not significant). "
-        "Finetuning with the frozen PLM for one epoch is clearly worse than DCNv2 trained to convergence "
-        f"(validation AUC {wp[1]['valid']['auc']:.4f} after its single epoch; alpha = "
-        f"{wp[1].get('alpha', float('nan')):.3f}). What the paper reports needs its budget (20 PA-MLM epochs, "
-        "RoBERTa-base, PLM tuned, several finetuning epochs), which this CPU cannot afford: one PA-MLM epoch "
-        "took about 25 minutes here (steps of 2.8-3.5 s for 128 samples).",
+        "Budget: 2 CPU cores, no GPU. DCNv2 and ClickPrompt w/o PLM: up to 10 epochs with early stopping "
+        "(patience 2) on validation AUC, finetuning seeds 1-10 (App. B.1 protocol). ClickPrompt with PLM: 1 "
+        "finetuning epoch, PLM frozen (lr 0, one of the paper's choices), finetuning seed 1. The paper pretrains 20 "
+        "epochs at batch 1024 with RoBERTa-base and tunes the PLM; this CPU cannot afford that.",
         "",
-        f"_Load average when summarised: {os.getloadavg()[0]:.1f}._",
     ]
-    out = ROOT / "experiments" / "results" / "ml100k_core.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    for runs in args.runs:
+        lines += section(runs.resolve())
+    lines.append(f"_Load average when summarised: {os.getloadavg()[0]:.1f}._")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
