@@ -203,7 +203,7 @@ def text_batcher(split: Split, cache, *, mlm: dict | None = None, clm: bool = Fa
         return batch
 
     make_batch.set_epoch = lambda epoch: state.update(epoch=int(epoch))
-    make_batch.lengths = cache.sample_lengths(split.text_index)  # for train.group_by_length
+    make_batch.lengths = cache.sample_lengths(split.text_index)  # train.group_by_length; predict sorts by it
     return make_batch
 
 

@@ -305,3 +305,30 @@ def test_trainer_groups_batches_by_the_batchers_lengths(data_root):
         train(model, make_batch, n, _cfg(data_root, **{"train.epochs": 1, "train.group_by_length": flag}).train, progress=False)
         spreads[flag] = np.median(seen)
     assert spreads[True] <= 2 < 20 < spreads[False]
+
+
+def test_predict_feeds_text_batches_by_length_and_returns_sample_order():
+    from clickprompt.training import predict
+
+    lengths = np.random.default_rng(1).integers(5, 50, 203)
+    seen = []
+
+    def make_batch(idx):
+        seen.append(lengths[idx])
+        return {"x": torch.as_tensor(idx, dtype=torch.float32)}
+
+    make_batch.lengths = lengths
+
+    class Double(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return {"logits": 2 * x * self.w}
+
+    out = predict(Double(), make_batch, 203, batch_size=16)
+    np.testing.assert_array_equal(out, 2 * np.arange(203))  # sample order, every sample once
+    assert all(np.ptp(b) <= 4 for b in seen[:-1])  # batches of similar length
+    del make_batch.lengths
+    np.testing.assert_array_equal(predict(Double(), make_batch, 203, batch_size=16), 2 * np.arange(203))
