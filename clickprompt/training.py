@@ -332,11 +332,13 @@ def train(
     best_metric, best_epoch, best_state, history = None, None, None, []
     data_id = {k: checkpoint_config.get(k) for k in ("dataset", "data_fingerprint")} if checkpoint_config else {}
     running: list[float] = []  # per-step losses of the current epoch (kept across a resume)
+    counters = (0, 0.0)  # samples trained on and training seconds so far, summed across resumes
     saved_meta = read_trainer_meta(state_dir) if resume and state_dir is not None else None
     if saved_meta is not None:
         if data_id.get("data_fingerprint") is not None:  # refuse a state trained on other data
             check_fingerprint(saved_meta, data_id["data_fingerprint"], state_dir)
         meta, best_state = _load_trainer_state(state_dir, model, optimizer, scheduler)
+        counters = (int(meta.get("samples_seen", 0)), float(meta.get("train_seconds", 0.0)))
         epoch, step_in_epoch, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
         best_metric, best_epoch, bad_epochs, history = meta["best_metric"], meta["best_epoch"], meta["bad_epochs"], meta["history"]
         running = list(meta.get("running", [])) if step_in_epoch else []
@@ -350,11 +352,12 @@ def train(
         if state_dir.exists():  # an older run's state must never be resumed into this one
             shutil.rmtree(state_dir)
 
-    def save_state():
+    def save_state(seconds_in_epoch: float = 0.0):
         if state_dir is not None and main:
             info = dict(
                 epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, best_metric=best_metric,
-                best_epoch=best_epoch, bad_epochs=bad_epochs, history=history, running=running, **data_id,
+                best_epoch=best_epoch, bad_epochs=bad_epochs, history=history, running=running,
+                samples_seen=samples_seen, train_seconds=t_train + seconds_in_epoch, **data_id,
             )
             _save_trainer_state(state_dir, model, best_state, optimizer, scheduler, info)
 
@@ -362,7 +365,7 @@ def train(
     # group_by_length needs per-sample token counts from the batcher (text batchers have them); CTR-only
     # batches have one fixed width, so for them there is nothing to group and the order is the plain one
     lengths = getattr(make_batch, "lengths", None) if cfg.group_by_length else None
-    stopped_early, samples_seen, t_train = False, 0, 0.0
+    stopped_early, (samples_seen, t_train) = False, counters  # elapsed_s and samples/s span the whole run
     done = cfg.max_steps is not None and global_step >= cfg.max_steps
     if early_stopping and evaluate is not None and bad_epochs >= cfg.patience:
         stopped_early = done = True  # resumed after the run had already stopped early
@@ -406,7 +409,7 @@ def train(
             if global_step % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{np.mean(running[-cfg.log_every:]):.4f}")
             if cfg.save_every and global_step % cfg.save_every == 0:
-                save_state()
+                save_state(time.perf_counter() - t0)
             if cfg.max_steps is not None and global_step >= cfg.max_steps:
                 done = True
                 break

@@ -128,6 +128,8 @@ def test_resume_of_a_finished_run_recomputes_nothing_new(data_root, tmp_path):
     again = train_ctr(cfg, tmp_path / "run", resume=True, progress=False)
     assert again["steps"] == first["steps"] and again["valid"] == first["valid"] and again["test"] == first["test"]
     assert len(_records(tmp_path / "run")) == 2
+    # throughput spans the whole run, not the (empty) resumed segment
+    assert again["train_samples_per_s"] == first["train_samples_per_s"] > 0
 
 
 # ---------------------------------------------------------------------------------------------- safety
