@@ -95,7 +95,8 @@ def section(runs: Path) -> list[str]:
         f"{mean_std([r['test']['logloss'] for r in base.values()])[0]:.4f} | - | - |",
     ]
     wo_all: dict[int, list[float]] = {}  # finetuning seed -> AUCs over pretraining seeds
-    per_seed_lines = ["Per-seed test AUC (finetuning seeds 1-10), DCNv2: " + ", ".join(f"{base[s]['test']['auc']:.4f}" for s in sorted(base))]
+    per_seed_lines = ["Per-seed test AUC (finetuning seeds 1-10), DCNv2: " + ", ".join(f"{base[s]['test']['auc']:.4f}" for s in sorted(base)),
+                      "Best epoch per seed (early stopping on valid AUC), DCNv2: " + ", ".join(str(base[s]["best_epoch"]) for s in sorted(base))]
     for s in pre:
         wo = seeds(group_dir(runs, "without-plm", s))
         if not wo:
@@ -111,6 +112,8 @@ def section(runs: Path) -> list[str]:
         for f in common:
             wo_all.setdefault(f, []).append(wo[f]["test"]["auc"])
         per_seed_lines.append(f"w/o PLM from pretraining seed {s}: " + ", ".join(f"{x:.4f}" for x in a))
+        per_seed_lines.append(f"Best epoch per seed, w/o PLM from pretraining seed {s}: "
+                              + ", ".join(str(wo[f]["best_epoch"]) for f in common))
     n_pre = {len(v) for v in wo_all.values()}
     if len(pre) > 1 and n_pre == {len(pre)}:
         pooled = [x for v in wo_all.values() for x in v]
