@@ -124,11 +124,11 @@ def worker(kind: str, steps: int, batch: int, precision: str) -> dict:
            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # ru_maxrss: KiB on Linux
            "threads": torch.get_num_threads()}
     if precision == "fp32" and kind in ("pa-mlm", "finetune-plm", "latency-with-plm"):
-        out.update(roofline(step, rows[:batch], mb, kind))
+        out.update(roofline(step, rows[:batch], mb, core.plm.config))
     return out
 
 
-def roofline(step, idx, mb, kind: str) -> dict:
+def roofline(step, idx, mb, plm_config) -> dict:
     """FLOPs of one step on a random batch (torch's FlopCounterMode: matrix products and attention) and
     this machine's fp32 matrix-product rate at the step's largest GEMM shape: the samples/s the step
     would reach if every FLOP ran at that rate and nothing else cost anything."""
@@ -139,13 +139,14 @@ def roofline(step, idx, mb, kind: str) -> dict:
         step(idx)
     flops = counter.get_total_flops()
     tokens = int(mb(idx)["attention_mask"].numel())  # B x Z of this batch
-    a, b = torch.randn(tokens, 384), torch.randn(384, 1536)  # the FFN's first GEMM, MiniLM's widest
+    hidden, ffn = plm_config.hidden_size, plm_config.intermediate_size
+    a, b = torch.randn(tokens, hidden), torch.randn(hidden, ffn)  # the FFN's first GEMM, the widest
     for _ in range(3):
         a @ b
     t0, reps = time.perf_counter(), 10
     for _ in range(reps):
         a @ b
-    gemm = 2 * tokens * 384 * 1536 * reps / (time.perf_counter() - t0)
+    gemm = 2 * tokens * hidden * ffn * reps / (time.perf_counter() - t0)
     return {"flops_per_sample": flops / len(idx), "gemm_flops_per_s": gemm,
             "ceiling_samples_per_s": gemm / (flops / len(idx))}
 
