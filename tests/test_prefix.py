@@ -15,6 +15,8 @@ from clickprompt.masking import mask_tokens
 from clickprompt.plm import ALIASES, PLMNotFoundError, PLMWithPrompts, build_plm_from_config, load_plm, resolve_plm
 from clickprompt.prompting import PromptGenerator
 
+from prefix_helpers import encode_with_noisy_padding
+
 K = 3  # prompts per layer
 D_Q = 8  # CTR representation size
 TEXTS = [
@@ -200,20 +202,8 @@ def test_fresh_cache_every_call(family):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_padding_is_never_attended(family, strategy):  # (c)
     _, plm, tok, _, enc = family
-    pad = ~enc.attention_mask.bool()
-    assert pad.any()
-    noisy = enc.input_ids.clone()
-    g = torch.Generator().manual_seed(5)
-    noisy[pad] = torch.randint(5, len(tok), (int(pad.sum()),), generator=g)  # garbage where the mask is 0
-    kw = _prompts(plm, strategy, _q())
-    with torch.no_grad():
-        a, attn = plm.encode(enc.input_ids, enc.attention_mask, output_attentions=True, **kw)
-        b = plm.encode(noisy, enc.attention_mask, **kw)
-    real = enc.attention_mask.bool()
-    torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=0)
-    assert plm.config._attn_implementation == "sdpa"  # eager was only borrowed for the call
+    attn, key_pad = encode_with_noisy_padding(plm, tok, enc, _prompts(plm, strategy, _q()), K)  # (B, K + Z)
     assert len(attn) == plm.num_layers
-    key_pad = torch.cat([torch.zeros(len(TEXTS), K, dtype=torch.bool), pad], dim=1)  # (B, K + Z)
     for layer_attn in attn:  # (B, heads, Z, K + Z)
         torch.testing.assert_close(layer_attn.sum(-1), torch.ones_like(layer_attn.sum(-1)))
         assert layer_attn.masked_select(key_pad[:, None, None, :].expand_as(layer_attn)).abs().max() == 0

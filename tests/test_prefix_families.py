@@ -18,6 +18,8 @@ from clickprompt.plm.prefix_seq2seq import Seq2SeqPLMWithPrompts
 from clickprompt.plm.tiny import train_bpe_tokenizer, train_gpt2_tokenizer
 from clickprompt.prompting import PromptGenerator
 
+from prefix_helpers import encode_with_noisy_padding
+
 K = 3
 D_Q = 8
 TEXTS = [
@@ -153,17 +155,7 @@ def test_gradients_reach_ctr_embeddings(family, strategy):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_padding_is_never_attended(family, strategy):
     _, plm, tok, _, enc = family
-    pad = ~enc.attention_mask.bool()
-    noisy = enc.input_ids.clone()
-    noisy[pad] = torch.randint(5, len(tok), (int(pad.sum()),), generator=torch.Generator().manual_seed(5))
-    kw = _prompts(plm, strategy, _q())
-    with torch.no_grad():
-        a, attn = plm.encode(enc.input_ids, enc.attention_mask, output_attentions=True, **kw)
-        b = plm.encode(noisy, enc.attention_mask, **kw)
-    real = enc.attention_mask.bool()
-    torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=0)
-    assert plm.config._attn_implementation == "sdpa"  # eager only borrowed for the call
-    key_pad = torch.cat([torch.zeros(len(TEXTS), K, dtype=torch.bool), pad], dim=1)  # (B, K + Z)
+    attn, key_pad = encode_with_noisy_padding(plm, tok, enc, _prompts(plm, strategy, _q()), K)  # (B, K + Z)
     for layer_attn in attn:  # GPT-2: its layers; BART: the encoder's
         assert layer_attn.shape[-2:] == (enc.input_ids.shape[1], K + enc.input_ids.shape[1])
         assert layer_attn.masked_select(key_pad[:, None, None, :].expand_as(layer_attn)).abs().max() == 0
