@@ -16,14 +16,14 @@ from clickprompt.data.sources.base import RawTable, Source, SourceSpec
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
 OCCUPATIONS = ["student", "engineer", "writer", "artist", "doctor"]
+TINY_FIELDS = (("user_id", "User ID"), ("occupation", "Occupation"), ("item_id", "Movie ID"),
+               ("title", "Title"), ("genre", "Genre"))  # the tiny MovieLens-like sources' fields
 
 
 class SkewedTinySource(Source):
     name = "tiny"
     spec = SourceSpec(
-        fields=(("user_id", "User ID"), ("occupation", "Occupation"), ("item_id", "Movie ID"),
-                ("title", "Title"), ("genre", "Genre")),
-        rating_range=(1, 5), label_threshold=4, neutral_ratings=(), split="time",
+        fields=TINY_FIELDS, rating_range=(1, 5), label_threshold=4, neutral_ratings=(), split="time",
     )
 
     def read(self, raw_dir) -> RawTable:

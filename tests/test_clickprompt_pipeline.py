@@ -20,10 +20,8 @@ from clickprompt.errors import CheckpointError
 from clickprompt.pipeline import evaluate_run, finetune, load_run_model, predict_probs, pretrain, quick, train_ctr
 from clickprompt.plm.tiny import make_tiny_plm
 
+from analysis_helpers import GENRES, OCCUPATIONS, TINY_FIELDS
 from analysis_helpers import tiny_cfg as _cfg  # the tiny profile pointed at a prepared dataset and a PLM
-
-GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
-OCCUPATIONS = ["student", "engineer", "writer", "artist", "doctor"]
 
 
 class TinySource(Source):
@@ -31,9 +29,7 @@ class TinySource(Source):
 
     name = "tiny"
     spec = SourceSpec(
-        fields=(("user_id", "User ID"), ("occupation", "Occupation"), ("item_id", "Movie ID"),
-                ("title", "Title"), ("genre", "Genre")),
-        rating_range=(1, 5), label_threshold=4, neutral_ratings=(3,), split="time",
+        fields=TINY_FIELDS, rating_range=(1, 5), label_threshold=4, neutral_ratings=(3,), split="time",
     )
 
     def read(self, raw_dir) -> RawTable:
