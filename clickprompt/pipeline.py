@@ -238,6 +238,14 @@ def mlm_settings(tokenizer, seed: int = 0) -> dict:
     }
 
 
+def plm_param_groups(model, plm, lr: float, plm_lr: float) -> list[dict]:
+    """Optimizer groups (Sec 4.1.4): the CTR part (CTR model, prompt generator, heads) at `lr`, the PLM at
+    `plm_lr` (0 freezes it: see training.make_optimizer)."""
+    plm_ids = {id(p) for p in plm.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in plm_ids], "lr": lr},
+            {"params": list(plm.parameters()), "lr": plm_lr}]
+
+
 def pretraining_batcher(split: Split, cache, tokenizer, objective: str, seed: int = 0):
     """The pretraining batches of a PLM family: PA-MLM masking ("mlm") or causal-LM labels ("clm")."""
     if objective == "clm":
@@ -348,12 +356,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
         torch.set_rng_state(state)
         return {loss_key: float(np.mean(losses))}
 
-    params_plm = list(core.plm.parameters())
-    plm_ids = {id(p) for p in params_plm}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in plm_ids], "lr": cfg.train.lr},
-        {"params": params_plm, "lr": cfg.train.plm_lr},
-    ]
+    groups = plm_param_groups(model, core.plm, cfg.train.lr, cfg.train.plm_lr)
     t0 = time.perf_counter()
     result = train(
         model, pretraining_batcher(train_split, cache, tokenizer, objective, seed=cfg.train.seed), n_train, cfg.train,
@@ -435,11 +438,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
         load_state_into(core, core_state, pretrained)
     cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
     tok_dir = _tokenizer_dir(run_dir, tokenizer)
-    plm_ids = {id(p) for p in core.plm.parameters()}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in plm_ids], "lr": cfg.train.lr},
-        {"params": list(core.plm.parameters()), "lr": cfg.train.plm_lr},
-    ]
+    groups = plm_param_groups(model, core.plm, cfg.train.lr, cfg.train.plm_lr)
 
     def mb(split):
         return text_batcher(split, cache)
