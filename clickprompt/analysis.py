@@ -665,19 +665,13 @@ def _avg_rel_impr(a, b):
 def run_predictions(run: str | Path, split: str = "test", processed_dir: str | Path | None = None):
     """(probs, ds) of a finished run: the saved predictions_test.parquet when `split` is "test" and it
     is there (no model is loaded), else the best checkpoint scored on `split`."""
-    import json
-
-    from clickprompt.checkpoint import check_fingerprint
+    from clickprompt.checkpoint import check_fingerprint, checkpoint_dir, read_checkpoint_config
     from clickprompt.pipeline import dataset_for_checkpoint, load_run_model, predict_probs
 
     run = Path(run)
-    ckpt = run / "best" if (run / "best").is_dir() else run
-    cfg_path = ckpt / "config.json"
-    if not cfg_path.exists():
-        raise AnalysisError(f"{run}: no checkpoint config.json (is this a finished run directory?)")
-    config = json.loads(cfg_path.read_text())
+    config = read_checkpoint_config(run)
     ds = dataset_for_checkpoint(config, processed_dir)
-    check_fingerprint(config, ds.fingerprint, ckpt)
+    check_fingerprint(config, ds.fingerprint, checkpoint_dir(run))
     saved = run / "predictions_test.parquet"
     if split == "test" and saved.exists():
         frame = pd.read_parquet(saved)

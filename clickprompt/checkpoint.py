@@ -57,12 +57,24 @@ def save_checkpoint(directory: str | Path, state: dict[str, torch.Tensor], confi
     return directory
 
 
-def load_checkpoint(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    directory = Path(directory)
+def checkpoint_dir(run_or_checkpoint: str | Path) -> Path:
+    """A run directory's best/ checkpoint, or the checkpoint directory itself."""
+    path = Path(run_or_checkpoint)
+    return path / "best" if (path / "best").is_dir() else path
+
+
+def read_checkpoint_config(directory: str | Path) -> dict:
+    """A checkpoint's config.json alone (the weights stay on disk); `directory` may be a run directory."""
+    directory = checkpoint_dir(directory)
     cfg_path, weights = directory / "config.json", directory / "model.safetensors"
     if not cfg_path.exists() or not weights.exists():
         raise CheckpointError(f"{directory}: not a checkpoint (needs config.json and model.safetensors)")
-    return json.loads(cfg_path.read_text()), load_file(str(weights))
+    return json.loads(cfg_path.read_text())
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    config = read_checkpoint_config(directory)
+    return config, load_file(str(checkpoint_dir(directory) / "model.safetensors"))
 
 
 def check_fingerprint(config: dict, fingerprint: str, directory) -> None:

@@ -55,12 +55,10 @@ def _write(out: str | None, stem: str, payload: dict, frame) -> None:
 
 
 def _load(run: str, processed_dir):
-    from clickprompt.checkpoint import load_checkpoint
+    from clickprompt.checkpoint import read_checkpoint_config
     from clickprompt.pipeline import dataset_for_checkpoint, load_run_model
 
-    ckpt = Path(run) / "best" if (Path(run) / "best").is_dir() else Path(run)
-    config, _ = load_checkpoint(ckpt)
-    ds = dataset_for_checkpoint(config, processed_dir)
+    ds = dataset_for_checkpoint(read_checkpoint_config(run), processed_dir)  # config only: weights load once below
     return (*load_run_model(run, ds), ds)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clickprompt.checkpoint import atomic_write_text, check_fingerprint, load_checkpoint, load_state_into
+from clickprompt.checkpoint import atomic_write_text, check_fingerprint, checkpoint_dir, load_checkpoint, load_state_into
 from clickprompt.config import RunConfig
 from clickprompt.ctr import create_ctr
 from clickprompt.data.dataset import PreparedDataset, Split
@@ -341,9 +341,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
     valid_mb = pretraining_batcher(valid, cache, tokenizer, objective, seed=0)  # fixed masks for validation
     n_valid_eval = min(len(valid), 2048)
 
-    def evaluate(m) -> dict:  # validation MLM loss on a fixed subset with a fixed masking seed
-        state = torch.get_rng_state()
-        torch.manual_seed(0)
+    def evaluate(m) -> dict:  # validation LM loss on a fixed subset; masks are hashed, so no RNG is drawn
         device = next(m.parameters()).device
         losses = []
         m.eval()
@@ -353,7 +351,6 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
                 with autocast(device, autocast_dtype(cfg.train.precision, device)):
                     losses.append(float(m(**batch)["loss"]))
         m.train()
-        torch.set_rng_state(state)
         return {loss_key: float(np.mean(losses))}
 
     groups = plm_param_groups(model, core.plm, cfg.train.lr, cfg.train.plm_lr)
@@ -382,9 +379,7 @@ def to_device_batch(batch: dict, device) -> dict:
 
 
 def _load_pretrained_state(pretrained: str | Path, ds: PreparedDataset) -> tuple[dict, dict]:
-    ckpt = Path(pretrained)
-    if (ckpt / "best").is_dir():
-        ckpt = ckpt / "best"
+    ckpt = checkpoint_dir(pretrained)
     config, state = load_checkpoint(ckpt)
     if config.get("kind") != "clickprompt-pretrain":
         raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not a PA-MLM pretraining run")
@@ -460,9 +455,7 @@ def load_run_model(checkpoint: str | Path, ds: PreparedDataset | None = None):
     from clickprompt.data.schema import FeatureSpec
     from clickprompt.model import ClickPromptForCTR, ClickPromptForPretraining
 
-    ckpt = Path(checkpoint)
-    if (ckpt / "best").is_dir():
-        ckpt = ckpt / "best"
+    ckpt = checkpoint_dir(checkpoint)
     config, state = load_checkpoint(ckpt)
     if ds is not None:
         check_fingerprint(config, ds.fingerprint, ckpt)
