@@ -84,11 +84,13 @@ class Run:
         return v.get(name) if isinstance(v, dict) else None
 
     def predictions(self):
-        p = self.path / "predictions_test.parquet"
-        if not p.exists():
-            return None
-        f = pd.read_parquet(p)
-        return f["label"].to_numpy(dtype=np.float64), f["prob"].to_numpy(dtype=np.float64)
+        """(labels, probs) on the test split, read once per run (Tables 2-4 and 6 compare a run many times)."""
+        if "_predictions" not in self.__dict__:
+            p = self.path / "predictions_test.parquet"
+            f = pd.read_parquet(p) if p.exists() else None
+            self.__dict__["_predictions"] = None if f is None else (
+                f["label"].to_numpy(dtype=np.float64), f["prob"].to_numpy(dtype=np.float64))
+        return self.__dict__["_predictions"]
 
 
 @dataclass
