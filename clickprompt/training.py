@@ -59,14 +59,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """None = fp32. "auto": bf16 on CUDA devices that support it, fp32 on CPU. "bf16" on a CPU is
     honoured even without bf16 units (correct, only slower there): an explicit request is never
@@ -205,8 +197,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, param_groups: list[
             kept.append({**g, "params": params})
     if not kept:
         raise TrainingError("nothing to train: every parameter group is frozen")
-    # The fused kernel updates all tensors in one call: on a small CTR model it makes the optimizer step
-    # ~7x cheaper than the per-tensor loop (same AdamW math). It needs float tensors on CPU or CUDA.
+    # The fused kernel updates all tensors in one call instead of a per-tensor loop (same AdamW math).
+    # It needs float tensors on CPU or CUDA.
     params = [p for g in kept for p in g["params"]]
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.AdamW(kept, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
@@ -246,7 +238,7 @@ def _save_trainer_state(path: Path, model, best_state, optimizer, scheduler, inf
     # Tied parameters appear once per name; clone so safetensors sees no shared storage.
     save_file({k: v.clone() for k, v in tensors.items()}, str(tmp), metadata={"trainer_state": meta})
     os.replace(tmp, path / "trainer.safetensors")
-    atomic_write_text(path / "trainer_state.json", meta)  # a readable copy; never read back
+    atomic_write_text(path / "trainer_state.json", meta)  # a readable copy (read back only for pre-header states)
 
 
 def read_trainer_meta(path: str | Path) -> dict | None:
