@@ -59,9 +59,10 @@ def test_wo_prompt_keeps_pa_mlm_weights_and_drops_the_interface(pretrained, tiny
              pretrained=pretrained, with_plm=True, progress=False)
     pre, ft = _state(pretrained), _state(out)
     assert not any(k.startswith("core.generator.") for k in ft)
-    for k, v in pre.items():
-        if k.startswith(("core.ctr.", "core.plm.")) and k in ft:
-            assert torch.equal(ft[k], v), k  # semantic-aware initialisation kept
+    kept = [k for k in pre if k.startswith(("core.ctr.", "core.plm.")) and k in ft]
+    assert "core.ctr.embedding.embedding.weight" in kept and sum(k.startswith("core.plm.") for k in kept) > 10
+    for k in kept:
+        assert torch.equal(ft[k], pre[k]), k  # semantic-aware initialisation kept
     # two towers: y = alpha * y_CTR + (1 - alpha) * y_PLM(text alone); prompts have no way in
     model, config, tok = load_run_model(out)
     ds = PreparedDataset(tiny_data / "tiny")
@@ -85,9 +86,10 @@ def test_wo_pretrain_starts_from_the_plm_checkpoint(pretrained, tiny_data, tiny_
     finetune(_cfg("finetune-with-plm", tiny_data, tiny_bert, train__max_steps=0), out, pretrained=None,
              with_plm=True, progress=False)
     ft, pre, ckpt = _state(out), _state(pretrained), _plm_checkpoint_state(tiny_bert)
-    for k, v in ckpt.items():
-        if k in ft:  # tied weights are saved under one of their names
-            assert torch.equal(ft[k], v), k  # the language model as published, no PA-MLM
+    compared = [k for k in ckpt if k in ft]  # tied weights are saved under one of their names
+    assert len(compared) > 0.9 * len(ckpt)
+    for k in compared:
+        assert torch.equal(ft[k], ckpt[k]), k  # the language model as published, no PA-MLM
     assert any(k.startswith("core.generator.") for k in ft)  # the prompt interface is kept
     emb = "core.ctr.embedding.embedding.weight"
     assert not torch.equal(ft[emb], pre[emb])  # a fresh CTR model, not the pretrained one
