@@ -88,11 +88,10 @@ class Seq2SeqPLMWithPrompts(PLMWithPrompts):
         return self.encoder_layers + self.decoder_layers
 
     def shift_right(self, ids: torch.Tensor) -> torch.Tensor:
-        """Decoder inputs: decoder_start_token_id, then ids[:, :-1] (BART's shift_tokens_right)."""
-        out = ids.new_full(ids.shape, self.config.pad_token_id)
-        out[:, 1:] = ids[:, :-1]
-        out[:, 0] = self.config.decoder_start_token_id
-        return out.masked_fill(out.eq(-100), self.config.pad_token_id)
+        """Decoder inputs: decoder_start_token_id, then ids[:, :-1] (-100 -> pad), transformers' own function."""
+        from transformers.models.bart.modeling_bart import shift_tokens_right
+
+        return shift_tokens_right(ids, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     def _decoder_mask(self, prefix_mask: torch.Tensor, attention_mask: torch.Tensor, dtype) -> torch.Tensor:
         """(B, 1, Z, K + Z) decoder self-attention mask: all unmasked prompts, then causal over real tokens.
