@@ -665,18 +665,16 @@ def _avg_rel_impr(a, b):
 def run_predictions(run: str | Path, split: str = "test", processed_dir: str | Path | None = None):
     """(probs, ds) of a finished run: the saved predictions_test.parquet when `split` is "test" and it
     is there (no model is loaded), else the best checkpoint scored on `split`."""
-    from clickprompt.checkpoint import check_fingerprint, checkpoint_dir, read_checkpoint_config
+    from clickprompt.checkpoint import check_fingerprint, checkpoint_dir, read_checkpoint_config, read_test_predictions
     from clickprompt.pipeline import dataset_for_checkpoint, load_run_model, predict_probs
 
     run = Path(run)
     config = read_checkpoint_config(run)
     ds = dataset_for_checkpoint(config, processed_dir)
     check_fingerprint(config, ds.fingerprint, checkpoint_dir(run))
-    saved = run / "predictions_test.parquet"
-    if split == "test" and saved.exists():
-        frame = pd.read_parquet(saved)
-        if len(frame) == len(ds.split("test")):
-            return frame["prob"].to_numpy(dtype=np.float64), ds
+    saved = read_test_predictions(run) if split == "test" else None
+    if saved is not None and len(saved[1]) == len(ds.split("test")):
+        return saved[1], ds
     model, config, tokenizer = load_run_model(run, ds)
     if config["kind"] == "clickprompt-pretrain":
         raise AnalysisError(f"{run}: a PA-MLM pretraining run makes no click predictions")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clickprompt.checkpoint import read_test_predictions
 from clickprompt.errors import ClickPromptError
 
 QUICK_COMMAND = "clickprompt quick --dataset ml-100k --out runs/quick"
@@ -348,11 +349,6 @@ def _stage_label(res: dict) -> str:
     return f"{stage} ({model})" if model and stage in ("train-ctr",) else stage
 
 
-def _test_probs(run: Path) -> np.ndarray | None:
-    p = run / "predictions_test.parquet"
-    return pd.read_parquet(p)["prob"].to_numpy(dtype=np.float64) if p.exists() else None
-
-
 def default_baseline(runs: dict[str, Path]) -> str | None:
     """The first run trained from scratch (stage train-ctr), else None."""
     for name, run in runs.items():
@@ -374,7 +370,7 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
         res = read_results(run)
         if "test" not in res:
             continue
-        probs[name] = _test_probs(run)
+        probs[name] = read_test_predictions(run)
         rows.append({
             "run": name, "stage": _stage_label(res), "dataset": res.get("dataset"), "seed": res.get("seed"),
             "valid AUC": res.get("valid", {}).get("auc"), "valid log loss": res.get("valid", {}).get("logloss"),
@@ -388,9 +384,7 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
     table["DeLong p"] = None
     if baseline is not None and baseline in set(table["run"]):
         b = table.set_index("run").loc[baseline]
-        b_probs = probs.get(baseline)
-        labels = (pd.read_parquet(Path(runs[baseline]) / "predictions_test.parquet")["label"].to_numpy()
-                  if b_probs is not None else None)
+        labels, b_probs = probs.get(baseline) or (None, None)
         rel, pv = [], []
         for _, r in table.iterrows():
             if r["run"] == baseline or r["dataset"] != b["dataset"] or r["test AUC"] is None or b["test AUC"] is None:
@@ -398,7 +392,7 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
                 pv.append(None)
                 continue
             rel.append(rel_impr(r["test AUC"], b["test AUC"]))
-            p = probs.get(r["run"])
+            p = (probs.get(r["run"]) or (None, None))[1]
             pv.append(delong_test(labels, p, b_probs)[2] if p is not None and labels is not None
                       and len(p) == len(labels) else None)
         table["Rel.Impr"], table["DeLong p"] = rel, pv

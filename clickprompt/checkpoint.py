@@ -72,6 +72,30 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     return json.loads(cfg_path.read_text())
 
 
+TEST_PREDICTIONS = "predictions_test.parquet"  # a scoring run's test labels and click probabilities
+
+
+def write_test_predictions(run_dir: str | Path, labels, probs) -> None:
+    """The test split's labels and predicted probabilities, for significance tests without the model."""
+    import pandas as pd
+
+    path = Path(run_dir) / TEST_PREDICTIONS
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pd.DataFrame({"label": labels, "prob": probs.astype("float32")}).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_test_predictions(run_dir: str | Path):
+    """(labels, probs) as float64 arrays from a run's saved test predictions; None if it has none."""
+    import pandas as pd
+
+    path = Path(run_dir) / TEST_PREDICTIONS
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    return frame["label"].to_numpy(dtype="float64"), frame["prob"].to_numpy(dtype="float64")
+
+
 def load_checkpoint(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     config = read_checkpoint_config(directory)
     return config, load_file(str(checkpoint_dir(directory) / "model.safetensors"))

@@ -461,10 +461,9 @@ def _json_default(o):
 
 
 def _predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    import pandas as pd
+    from clickprompt.checkpoint import read_test_predictions
 
-    df = pd.read_parquet(run.run_dir / "predictions_test.parquet")
-    return df["label"].to_numpy(), df["prob"].to_numpy().astype(np.float64)
+    return read_test_predictions(run.run_dir)
 
 
 def _nan_to_none(x):

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from clickprompt.checkpoint import atomic_write_text, check_fingerprint, checkpoint_dir, load_checkpoint, load_state_into
+from clickprompt.checkpoint import (
+    atomic_write_text, check_fingerprint, checkpoint_dir, load_checkpoint, load_state_into, read_test_predictions,
+    write_test_predictions,
+)
 from clickprompt.config import RunConfig
 from clickprompt.ctr import create_ctr
 from clickprompt.data.dataset import PreparedDataset, Split
@@ -82,9 +84,7 @@ def finish_run(run_dir: Path, model, make_batch, ds: PreparedDataset, cfg: RunCo
         probs = 1 / (1 + np.exp(-logits))
         out[name] = ctr_metrics(split.labels, probs)
         if name == "test" and is_main_process():
-            tmp = run_dir / ".predictions_test.parquet.tmp"
-            pd.DataFrame({"label": split.labels, "prob": probs.astype(np.float32)}).to_parquet(tmp, index=False)
-            tmp.replace(run_dir / "predictions_test.parquet")
+            write_test_predictions(run_dir, split.labels, probs)
     out.update(
         best_epoch=result.best_epoch, epochs_run=result.epochs_run, steps=result.steps,
         train_samples_per_s=round(result.samples_per_s, 1), stopped_early=result.stopped_early, **extra,
@@ -565,14 +565,13 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
         results[name] = step()
         timings[name] = round(time.perf_counter() - t0, 1)
     ctr_name = cfg_for("train-ctr").ctr.model
-    labels = pd.read_parquet(out / "ctr" / "predictions_test.parquet")["label"].to_numpy()
-    base_probs = pd.read_parquet(out / "ctr" / "predictions_test.parquet")["prob"].to_numpy()
+    labels, base_probs = read_test_predictions(out / "ctr")
     rows = []
     for name, label in (("ctr", f"{ctr_name} (from scratch)"), ("without-plm", "ClickPrompt w/o PLM"),
                         ("with-plm", "ClickPrompt with PLM")):
         r = results[name]
         run_dir = out / ("ctr" if name == "ctr" else f"finetune-{name}")
-        probs = pd.read_parquet(run_dir / "predictions_test.parquet")["prob"].to_numpy()
+        _, probs = read_test_predictions(run_dir)
         p = None if name == "ctr" else delong_test(labels, probs, base_probs)[2]
         rows.append({
             "model": label, "test_auc": r["test"]["auc"], "test_logloss": r["test"]["logloss"],

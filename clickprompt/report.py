@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from clickprompt import paper_numbers as P
+from clickprompt.checkpoint import read_test_predictions
 from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr
 
 DASH = "—"
@@ -86,10 +87,7 @@ class Run:
     def predictions(self):
         """(labels, probs) on the test split, read once per run (Tables 2-4 and 6 compare a run many times)."""
         if "_predictions" not in self.__dict__:
-            p = self.path / "predictions_test.parquet"
-            f = pd.read_parquet(p) if p.exists() else None
-            self.__dict__["_predictions"] = None if f is None else (
-                f["label"].to_numpy(dtype=np.float64), f["prob"].to_numpy(dtype=np.float64))
+            self.__dict__["_predictions"] = read_test_predictions(self.path)
         return self.__dict__["_predictions"]
 
 

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from clickprompt.checkpoint import read_test_predictions
 from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +31,6 @@ def seeds(group: Path) -> dict[int, dict]:
         if (d / "results.json").exists():
             out[int(d.name.split("-")[1])] = json.loads((d / "results.json").read_text()) | {"dir": d}
     return out
-
-
-def preds(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    p = pd.read_parquet(run_dir / "predictions_test.parquet")
-    return p["label"].to_numpy(), p["prob"].to_numpy()
 
 
 def pretraining_seeds(runs: Path) -> dict[int, dict]:
@@ -127,8 +122,8 @@ def section(runs: Path) -> list[str]:
     wp_aucs = []
     for s in pre:
         for f, r in seeds(group_dir(runs, "with-plm", s)).items():
-            labels, probs = preds(r["dir"])
-            _, base_probs = preds(base[f]["dir"])
+            labels, probs = read_test_predictions(r["dir"])
+            _, base_probs = read_test_predictions(base[f]["dir"])
             _, _, p = delong_test(labels, probs, base_probs)
             wp_aucs.append(r["test"]["auc"])
             lines.append(
