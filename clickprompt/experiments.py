@@ -28,7 +28,9 @@ Experiment file (unknown keys are refused):
 
 Settings of a run, later ones win: dataclass defaults < profile (stage block) < --config FILE <
 settings < dataset_settings < matrix values < sweep point < the pretrain's / arm's `set` < command-line
---set and flags (--epochs, --max-steps, ...). Then data.dataset and train.seed are set. An arm with
+--set and flags (--epochs, --max-steps, ...). Then data.dataset and train.seed are set. A --set of a
+matrix or sweep key narrows that axis to the value given (`--set ctr.model=dnn`: Table 3's DNN rows
+only), and the summary directory's name says so. An arm with
 `pretrained: NAME` takes its architecture (ctr.*, plm.name, prompt.num_prompts, prompt.strategy) from
 that pretraining run, as clickprompt.pipeline.finetune does; prompt.use_prompts stays the arm's own
 (w/o Prompt).
@@ -42,7 +44,7 @@ PLM learning rate), and across experiments given the same --out (Tables 2, 3 and
 RoBERTa-base pretraining). A run whose results.json exists is read back, not recomputed (unless
 --force); an unfinished one restarts, or continues from its saved state with --resume.
 
-Summary (<out>/<dataset>/<experiment>/summary.{md,json}): per row group and arm, test AUC and log
+Summary (<out>/<dataset>/<experiment>[-<key=value> per narrowed axis]/summary.{md,json}): per row group and arm, test AUC and log
 loss as mean ± std over seeds (sample std), validation AUC, and against the arm's `reference` (and in
 `contrasts`): Rel.Impr = (mean AUC - reference mean AUC) / reference mean AUC (as the paper's tables),
 the two-sided paired t-test p over seeds (test AUCs paired by seed; needs >= 2 seeds), and DeLong's
@@ -252,10 +254,12 @@ class Plan:
     instances: list[dict]  # matrix combinations (one empty dict without a matrix)
     cells: dict = field(default_factory=dict)  # (point index, instance index, arm or pretrain name, seed) -> Run
     runs: list[Run] = field(default_factory=list)  # unique runs in execution order
+    selected: dict = field(default_factory=dict)  # matrix / sweep keys narrowed to one value by --set
 
     @property
-    def summary_dir(self) -> Path:
-        return self.out / self.dataset / self.experiment.name
+    def summary_dir(self) -> Path:  # one per selection, so `--set ctr.model=dnn` and `=autoint` keep both
+        suffix = "".join(f"-{_slug(f'{k}={v}')}" for k, v in self.selected.items())
+        return self.out / self.dataset / (self.experiment.name + suffix)
 
 
 def _grid(d: dict) -> list[dict]:
@@ -332,7 +336,13 @@ def plan_experiment(exp: Experiment, dataset: str, *, seeds=None, out: str | Pat
     if not seeds:
         seeds = [load_stage_config(profile, "train-ctr").train.seed]
     cli = _parse_overrides(overrides)
-    plan = Plan(exp, dataset, profile, seeds, Path(out), _grid(exp.sweep), _grid(exp.matrix))
+    selected = {k: cli[k] for k in (*exp.matrix, *exp.sweep) if k in cli}  # --set of an axis picks its value
+
+    def narrowed(axes: dict) -> dict:
+        return {k: [selected[k]] if k in selected else values for k, values in axes.items()}
+
+    plan = Plan(exp, dataset, profile, seeds, Path(out), _grid(narrowed(exp.sweep)), _grid(narrowed(exp.matrix)),
+                selected=selected)
     unique: dict[Path, Run] = {}
 
     bases = {stage: load_stage_config(profile, stage, config_file) for stage in STAGES}

@@ -72,6 +72,20 @@ def test_dataset_settings_and_overrides(tmp_path):
             assert r.cfg.train.batch_size == 1024
 
 
+def test_a_set_of_a_matrix_key_narrows_the_matrix(tmp_path):
+    """`--set ctr.model=dnn` runs Table 3's DNN row groups only, labelled as DNN, with a summary of its own."""
+    exp = load_experiment(CONFIGS[0].parent / "table3_compat.yaml")
+    full = plan_experiment(exp, "ml-1m", out=tmp_path, seeds=[1])
+    plan = plan_experiment(exp, "ml-1m", out=tmp_path, seeds=[1], overrides=["ctr.model=dnn", "plm.name=tinybert"])
+    assert len(full.instances) == 9
+    assert plan.instances == [{"ctr.model": "dnn", "plm.name": "tinybert"}]
+    assert {r.cfg.ctr.model for r in plan.runs} == {"dnn"} and len(plan.runs) == 4
+    assert plan.summary_dir != full.summary_dir and plan.summary_dir.name.startswith(full.summary_dir.name)
+    assert {r.run_dir for r in plan.runs} <= {r.run_dir for r in full.runs}  # the same runs, shared
+    other = plan_experiment(exp, "ml-1m", out=tmp_path, seeds=[1], overrides=["ctr.model=autoint"])
+    assert len(other.instances) == 3 and other.summary_dir != plan.summary_dir
+
+
 def test_bad_files_are_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     for text, msg in [
