@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from clickprompt.config import ConfigError, RunConfig, load_stage_config, set_key
+from clickprompt.config import ConfigError, RunConfig, flag_overrides, load_stage_config, set_key
 from clickprompt.errors import ClickPromptError
 
 
@@ -44,19 +44,8 @@ def _add_run_args(p: argparse.ArgumentParser, model_flag: bool = True) -> None:
 def _resolve_config(args, stage: str = "train-ctr") -> RunConfig:
     """Defaults, then --profile's stage block, then --config, then --set, then the dedicated flags."""
     cfg = load_stage_config(getattr(args, "profile", None), stage, args.config, args.set)
-    flags = {
-        "data.dataset": args.dataset,
-        "data.processed_dir": args.processed_dir,
-        "ctr.model": getattr(args, "model", None),
-        "train.epochs": args.epochs,
-        "train.batch_size": args.batch_size,
-        "train.max_steps": args.max_steps,
-        "train.device": args.device,
-        "train.precision": args.precision,
-    }
-    for key, value in flags.items():
-        if value is not None:
-            set_key(cfg, key, value)
+    for key, value in flag_overrides(args).items():
+        set_key(cfg, key, value)
     return cfg
 
 

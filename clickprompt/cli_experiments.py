@@ -13,16 +13,6 @@ lays out its own run directories.
 
 from __future__ import annotations
 
-FLAG_KEYS = {  # dedicated flags of add_run_args -> config keys (as clickprompt.cli._resolve_config)
-    "processed_dir": None,  # passed on separately (not part of a run's identity)
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "max_steps": "train.max_steps",
-    "device": "train.device",
-    "precision": "train.precision",
-}
-
-
 def register(sub, add_run_args, resolve_config=None, seed_dirs=None) -> None:
     p = sub.add_parser(
         "experiment",
@@ -39,11 +29,11 @@ def register(sub, add_run_args, resolve_config=None, seed_dirs=None) -> None:
 
         if not args.dataset:
             p.error("--dataset is required")
-        overrides = list(args.set)
-        for attr, key in FLAG_KEYS.items():
-            value = getattr(args, attr, None)
-            if key is not None and value is not None:
-                overrides.append(f"{key}={value}")
+        from clickprompt.config import flag_overrides
+
+        # dataset and processed_dir are passed on separately (the latter is not part of a run's identity)
+        overrides = list(args.set) + [f"{key}={value}" for key, value in flag_overrides(args).items()
+                                      if key not in ("data.dataset", "data.processed_dir")]
         run_experiment(
             args.experiment, args.dataset, seeds=args.seeds, out=args.out or "runs/exp", profile=args.profile,
             overrides=overrides, config_file=args.config, processed_dir=args.processed_dir, force=args.force,

@@ -147,6 +147,23 @@ def _coerce(value, annotation, key: str):
     return value
 
 
+FLAG_KEYS = {  # the command line's dedicated run flags (argparse attribute) -> the config key each sets
+    "dataset": "data.dataset",
+    "processed_dir": "data.processed_dir",
+    "model": "ctr.model",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "max_steps": "train.max_steps",
+    "device": "train.device",
+    "precision": "train.precision",
+}
+
+
+def flag_overrides(args) -> dict:
+    """{config key: value} for the dedicated flags given on the command line (FLAG_KEYS)."""
+    return {key: getattr(args, attr) for attr, key in FLAG_KEYS.items() if getattr(args, attr, None) is not None}
+
+
 def set_key(cfg, dotted: str, value) -> None:
     """Set `section.key` on a RunConfig, checking the key exists and coercing the type."""
     section_name, _, key = dotted.partition(".")
