@@ -242,6 +242,14 @@ class Run:
     def done(self) -> bool:
         return (self.run_dir / "results.json").exists()
 
+    def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probs) of the finished run, read once (a shared reference is compared with many arms)."""
+        if "_test_predictions" not in self.__dict__:
+            from clickprompt.checkpoint import read_test_predictions
+
+            self.__dict__["_test_predictions"] = read_test_predictions(self.run_dir)
+        return self.__dict__["_test_predictions"]
+
 
 @dataclass
 class Plan:
@@ -470,12 +478,6 @@ def _json_default(o):
 # ---------------------------------------------------------------- summary
 
 
-def _predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    from clickprompt.checkpoint import read_test_predictions
-
-    return read_test_predictions(run.run_dir)
-
-
 def _nan_to_none(x):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
@@ -490,8 +492,8 @@ def compare(runs: list[Run], ref_runs: list[Run]) -> dict:
     per_seed, pa, pb = [], [], []
     labels = None
     for r, q in zip(runs, ref_runs):
-        la, xa = _predictions(r)
-        lb, xb = _predictions(q)
+        la, xa = r.test_predictions()
+        lb, xb = q.test_predictions()
         if not np.array_equal(la, lb):
             raise ExperimentError(f"{r.run_dir} and {q.run_dir} were scored on different test sets")
         labels = la
