@@ -225,6 +225,34 @@ class PLMWithPrompts(nn.Module):
             self.model.set_attn_implementation(current)
 
     # ----------------------------------------------------------------------------- encode
+    _LAYERS = ""  # what L counts, in the prefix_kv shape error (encoder-decoder families say so)
+
+    def _check_prompts(self, batch: int, prefix_kv: torch.Tensor | None, prompt_embeds: torch.Tensor | None) -> int:
+        """K, the number of prompts (0 without any), once the prompt tensors passed to `encode` are checked."""
+        if prefix_kv is not None and prompt_embeds is not None:
+            raise ValueError("pass prefix_kv (layer-wise) or prompt_embeds (input layer), not both")
+        if prompt_embeds is not None:
+            if prompt_embeds.shape[0] != batch or prompt_embeds.shape[2] != self.hidden_size:
+                raise ValueError(
+                    f"prompt_embeds has shape {tuple(prompt_embeds.shape)}, expected (B={batch}, K, H={self.hidden_size})"
+                )
+            return prompt_embeds.shape[1]
+        if prefix_kv is None:
+            return 0
+        expected = (self.num_layers, 2, batch, self.num_heads, prefix_kv.shape[-2], self.head_dim)
+        if tuple(prefix_kv.shape) != expected:
+            raise ValueError(
+                f"prefix_kv has shape {tuple(prefix_kv.shape)}, expected (L, 2, B, heads, K, head_dim) = {expected}"
+                + self._LAYERS
+            )
+        if self.model.training and getattr(self.model, "is_activation_checkpointing", False):
+            # GradientCheckpointingLayer sets past_key_values=None in training: the prompts would vanish.
+            raise RuntimeError(
+                "gradient checkpointing drops past_key_values (the layer-wise prompts) in transformers 5.x; "
+                "disable it (model.activation_checkpointing_disable()) or use the input-layer strategy"
+            )
+        return prefix_kv.shape[-2]
+
     def encode(
         self,
         input_ids: torch.Tensor,
@@ -243,9 +271,8 @@ class PLMWithPrompts(nn.Module):
         (B, heads, Z, K + Z), keys ordered [prompts, text]; K = 0 without prompts. target_ids: the
         uncorrupted text, read by encoder-decoder families' decoders only (ignored here).
         """
-        if prefix_kv is not None and prompt_embeds is not None:
-            raise ValueError("pass prefix_kv (layer-wise) or prompt_embeds (input layer), not both")
         B, Z = input_ids.shape
+        K = self._check_prompts(B, prefix_kv, prompt_embeds)
         device = input_ids.device
         kwargs = {"output_attentions": True} if output_attentions else {}
 
@@ -261,7 +288,6 @@ class PLMWithPrompts(nn.Module):
             hidden, attn = out.last_hidden_state, getattr(out, "attentions", None)
             return (hidden, attn) if output_attentions else hidden
 
-        K = prefix_kv.shape[-2] if prefix_kv is not None else prompt_embeds.shape[1]
         if prefix_mask is None:
             prefix_mask = torch.ones(B, K, dtype=attention_mask.dtype, device=device)
         full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)  # (B, K + Z)
@@ -270,18 +296,6 @@ class PLMWithPrompts(nn.Module):
         text_pos = self.text_position_ids(input_ids, offset=shift)  # (B, Z)
 
         if prefix_kv is not None:
-            expected = (self.num_layers, 2, B, self.num_heads, K, self.head_dim)
-            if tuple(prefix_kv.shape) != expected:
-                raise ValueError(
-                    f"prefix_kv has shape {tuple(prefix_kv.shape)}, "
-                    f"expected (L, 2, B, heads, K, head_dim) = {expected}"
-                )
-            if self.encoder.training and getattr(self.model, "is_activation_checkpointing", False):
-                # GradientCheckpointingLayer sets past_key_values=None in training: the prompts would vanish.
-                raise RuntimeError(
-                    "gradient checkpointing drops past_key_values (the layer-wise prompts) in transformers 5.x; "
-                    "disable it (model.activation_checkpointing_disable()) or use the input-layer strategy"
-                )
             prefix_kv = prefix_kv.to(self._compute_dtype(device))
             cache = DynamicCache()  # fresh per call: a Cache is filled in place by every forward
             # unbind, not prefix_kv[layer, 0]: each indexing op's backward would zero-fill a gradient of the
@@ -299,10 +313,6 @@ class PLMWithPrompts(nn.Module):
             hidden = out.last_hidden_state  # (B, Z, H): prompts are keys/values only
             attn = getattr(out, "attentions", None)  # L x (B, heads, Z, K + Z)
         else:
-            if prompt_embeds.shape[0] != B or prompt_embeds.shape[2] != self.hidden_size:
-                raise ValueError(
-                    f"prompt_embeds has shape {tuple(prompt_embeds.shape)}, expected (B={B}, K, H={self.hidden_size})"
-                )
             word = self.encoder.get_input_embeddings()(input_ids)  # (B, Z, H)
             inputs_embeds = torch.cat([prompt_embeds.to(word.dtype), word], dim=1)  # (B, K + Z, H)
             if self.shift_text_positions:  # prompts take the first K slots, the text follows

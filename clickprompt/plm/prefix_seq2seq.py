@@ -63,6 +63,8 @@ class _PromptCache(DynamicCache):
 class Seq2SeqPLMWithPrompts(PLMWithPrompts):
     """PLMWithPrompts for BART (BartForConditionalGeneration, or the bare BartModel)."""
 
+    _LAYERS = " with L = encoder + decoder layers"
+
     def __init__(self, model: nn.Module, *, shift_text_positions: bool = False):
         super().__init__(model, shift_text_positions=shift_text_positions)
         c = self.config
@@ -133,32 +135,15 @@ class Seq2SeqPLMWithPrompts(PLMWithPrompts):
         prompts. prefix_mask (B, K). target_ids (B, Z): uncorrupted text for the decoder (default
         input_ids). attentions: the encoder's self-attention, L_enc x (B, heads, Z, K + Z).
         """
-        if prefix_kv is not None and prompt_embeds is not None:
-            raise ValueError("pass prefix_kv (layer-wise) or prompt_embeds (input layer), not both")
         B, Z = input_ids.shape
+        K = self._check_prompts(B, prefix_kv, prompt_embeds)
         device = input_ids.device
-        K = 0 if prefix_kv is None and prompt_embeds is None else (
-            prefix_kv.shape[-2] if prefix_kv is not None else prompt_embeds.shape[1]
-        )
         if prefix_mask is None:
             prefix_mask = torch.ones(B, K, dtype=attention_mask.dtype, device=device)
         prefix_mask = prefix_mask.to(attention_mask.dtype)
         full_mask = torch.cat([prefix_mask, attention_mask], dim=1)  # (B, K + Z)
         input_layer = prompt_embeds is not None
         self._check_positions(Z + (K if input_layer and self.shift_text_positions else 0))
-        if prefix_kv is not None:
-            expected = (self.num_layers, 2, B, self.num_heads, K, self.head_dim)
-            if tuple(prefix_kv.shape) != expected:
-                raise ValueError(
-                    f"prefix_kv has shape {tuple(prefix_kv.shape)}, "
-                    f"expected (L, 2, B, heads, K, head_dim) = {expected} with L = encoder + decoder layers"
-                )
-        if (prefix_kv is not None and self.bart.training
-                and getattr(self.model, "is_activation_checkpointing", False)):
-            raise RuntimeError(
-                "gradient checkpointing drops past_key_values (the layer-wise prompts) in transformers 5.x; "
-                "disable it (model.activation_checkpointing_disable()) or use the input-layer strategy"
-            )
         dtype = self._compute_dtype(device)
         enc_kwargs = {"output_attentions": True} if output_attentions else {}
         dec_cache = None
@@ -179,10 +164,6 @@ class Seq2SeqPLMWithPrompts(PLMWithPrompts):
                                         **enc_kwargs)
                 memory, memory_mask = enc.last_hidden_state, attention_mask  # (B, Z, H): prompts are keys only
             elif input_layer:
-                if prompt_embeds.shape[0] != B or prompt_embeds.shape[2] != self.hidden_size:
-                    raise ValueError(
-                        f"prompt_embeds has shape {tuple(prompt_embeds.shape)}, expected (B={B}, K, H={self.hidden_size})"
-                    )
                 word = self.bart.encoder.embed_tokens(input_ids)  # (B, Z, H), scaled as BART scales it
                 embeds = torch.cat([prompt_embeds.to(word.dtype), word], dim=1)  # (B, K + Z, H)
                 if not self.shift_text_positions:
