@@ -298,6 +298,12 @@ def mark(p: float | None, improvement: float | None) -> str:
     return "*" if p < 0.001 else "†" if p < 0.05 else ""
 
 
+def significance(g: Group, ref: Group) -> tuple[str, str]:
+    """(the mark for g's AUC cell, "p (test)") of group g against the reference group ref."""
+    p, test = compare(g, ref)
+    return mark(p, g.auc - ref.auc), f"{fp(p)} ({test})" if p is not None else DASH
+
+
 # ============================================================================ formatting
 
 
@@ -469,9 +475,7 @@ def table2(doc: Doc, groups: list[Group], ds: str) -> None:
             label = f"{name} ({P.CTR_LABELS.get(g.ctr, g.ctr)} + {plm_label(g.plm)})"
         sig, ptxt = "", DASH
         if is_cp and g is not None and best is not None and g.auc is not None:
-            p, test = compare(g, best)
-            sig = mark(p, g.auc - best.auc)
-            ptxt = f"{fp(p)} ({test})" if p is not None else DASH
+            sig, ptxt = significance(g, best)
         rel = DASH
         if not is_cp and g is not None and cp is not None and cp.auc is not None and g.auc:
             rel = fpct(rel_impr(cp.auc, g.auc))
@@ -515,9 +519,7 @@ def table3(doc: Doc, groups: list[Group], ds: str) -> None:
             rel, sig, ptxt = DASH, "", DASH
             if ft != "N/A" and g is not None and base is not None and g.auc is not None and base.auc:
                 rel = fpct(rel_impr(g.auc, base.auc))
-                p, test = compare(g, base)
-                sig = mark(p, g.auc - base.auc)
-                ptxt = f"{fp(p)} ({test})" if p is not None else DASH
+                sig, ptxt = significance(g, base)
             row = [P.CTR_LABELS.get(ctr, ctr), ft, lm, seeds(g), cell(g, "auc", sig=sig), cell(g, "logloss"), rel, ptxt]
             if paper:
                 row += [DASH] * 3 if pv is None else [f4(pv[0]), f4(pv[1]), fpaper_pct(pv[2])]
@@ -548,9 +550,7 @@ def table4(doc: Doc, groups: list[Group], ds: str) -> None:
         rel, sig, ptxt = DASH, "", DASH
         if wo is not None and lw is not None and wo.auc and lw.auc is not None:
             rel = fpct(rel_impr(lw.auc, wo.auc))
-            p, test = compare(lw, wo)
-            sig = mark(p, lw.auc - wo.auc)
-            ptxt = f"{fp(p)} ({test})" if p is not None else DASH
+            sig, ptxt = significance(lw, wo)
         row = [P.CTR_LABELS.get(ctr, ctr), cell(wo), cell(wo, "logloss"), cell(lw, sig=sig), cell(lw, "logloss"), rel, ptxt]
         if paper:
             pv = P.TABLE4[ds].get(ctr)
