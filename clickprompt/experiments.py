@@ -507,9 +507,12 @@ def compare(runs: list[Run], ref_runs: list[Run]) -> dict:
     return out
 
 
-def _fmt_ms(mean: float, std: float, digits: int = 4) -> str:
+def _fmt_ms(mean: float, std: float, digits: int = 4, n: int = 2) -> str:
+    """"mean ± std" over n seeds; one seed has no spread to show."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
+    if n < 2:
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -576,8 +579,8 @@ def summarize(plan: Plan) -> dict:
                 group["rows"].append(row)
                 ref = row.get("reference")
                 md.append(
-                    f"| {row['label']} | {arm.stage} | {_fmt_ms(*row['test_auc_mean_std'])} | "
-                    f"{_fmt_ms(*row['test_logloss_mean_std'])} | {row['valid_auc_mean']:.4f} | {ref or '-'} | "
+                    f"| {row['label']} | {arm.stage} | {_fmt_ms(*row['test_auc_mean_std'], n=len(seeds))} | "
+                    f"{_fmt_ms(*row['test_logloss_mean_std'], n=len(seeds))} | {row['valid_auc_mean']:.4f} | {ref or '-'} | "
                     + ("-" if ref is None else f"{100 * row['rel_impr']:+.2f}%") + " | "
                     + f"{_fmt_p(row.get('ttest_p'))} | {_fmt_p(row.get(delong_key))} |"
                 )
@@ -594,7 +597,7 @@ def summarize(plan: Plan) -> dict:
                 for p in group["pretraining"]:
                     accs = " / ".join(f"{p[f'value_token_acc_{m}'][0]:.3f}" for m in ("true", "shuffled", "none"))
                     md.append(f"| {p['pretrain']} | {p['objective']} | "
-                              f"{_fmt_ms(*p['valid_loss']) if p['valid_loss'] else '-'} | {accs} |")
+                              f"{_fmt_ms(*p['valid_loss'], n=len(seeds)) if p['valid_loss'] else '-'} | {accs} |")
             sec["groups"].append(group)
         sections.append(sec)
     summary = {"experiment": exp.name, "config": exp.path, "paper": exp.paper, "dataset": plan.dataset,
@@ -607,7 +610,7 @@ def summarize(plan: Plan) -> dict:
         for s in summary["selection"]:
             md.append(f"| {_instance_label(s['instance'])} | {s['arm']} | "
                       + ", ".join(f"{k}={v}" for k, v in s["point"].items())
-                      + f" | {s['valid_auc_mean']:.4f} | {_fmt_ms(*s['test_auc_mean_std'])} |")
+                      + f" | {s['valid_auc_mean']:.4f} | {_fmt_ms(*s['test_auc_mean_std'], n=len(seeds))} |")
     summary["markdown"] = "\n".join(md)
     return summary
 
