@@ -364,13 +364,13 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
     training throughput. `baseline` None: no Rel.Impr / p columns filled."""
     from clickprompt.evaluation import delong_test, rel_impr
 
-    rows, probs = [], {}
+    rows, saved = [], {}  # run name -> (labels, probs) of its saved test predictions, or None
     for name, run in runs.items():
         run = Path(run)
         res = read_results(run)
         if "test" not in res:
             continue
-        probs[name] = read_test_predictions(run)
+        saved[name] = read_test_predictions(run)
         rows.append({
             "run": name, "stage": _stage_label(res), "dataset": res.get("dataset"), "seed": res.get("seed"),
             "valid AUC": res.get("valid", {}).get("auc"), "valid log loss": res.get("valid", {}).get("logloss"),
@@ -384,7 +384,7 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
     table["DeLong p"] = None
     if baseline is not None and baseline in set(table["run"]):
         b = table.set_index("run").loc[baseline]
-        labels, b_probs = probs.get(baseline) or (None, None)
+        labels, b_probs = saved.get(baseline) or (None, None)
         rel, pv = [], []
         for _, r in table.iterrows():
             if r["run"] == baseline or r["dataset"] != b["dataset"] or r["test AUC"] is None or b["test AUC"] is None:
@@ -392,7 +392,7 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
                 pv.append(None)
                 continue
             rel.append(rel_impr(r["test AUC"], b["test AUC"]))
-            p = (probs.get(r["run"]) or (None, None))[1]
+            p = (saved.get(r["run"]) or (None, None))[1]
             pv.append(delong_test(labels, p, b_probs)[2] if p is not None and labels is not None
                       and len(p) == len(labels) else None)
         table["Rel.Impr"], table["DeLong p"] = rel, pv

@@ -19,9 +19,13 @@ from safetensors.torch import load_file, save_file
 from clickprompt.errors import CheckpointError
 
 
+def _sibling_tmp(path: Path) -> Path:  # written first, then renamed over `path` (atomic on one filesystem)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _sibling_tmp(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -80,7 +84,7 @@ def write_test_predictions(run_dir: str | Path, labels, probs) -> None:
     import pandas as pd
 
     path = Path(run_dir) / TEST_PREDICTIONS
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _sibling_tmp(path)
     pd.DataFrame({"label": labels, "prob": probs.astype("float32")}).to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
