@@ -547,7 +547,8 @@ def summarize(plan: Plan) -> dict:
             md.append(f"\n## Sweep point {pi + 1}: " + ", ".join(f"{k}={v}" for k, v in point.items()))
         for ii, inst in enumerate(plan.instances):
             group = {"instance": inst, "rows": [], "pretraining": [], "contrasts": []}
-            md.append(f"\n### {_instance_label(inst)}\n" if inst or point else "")
+            level = "###" if point else "##"  # a row group sits under its sweep point's heading, if any
+            md.append(f"\n{level} {_instance_label(inst)}\n" if inst or point else "")
             for name in exp.pretrain:
                 runs = [plan.cells[(pi, ii, f"pretrain:{name}", s)] for s in seeds]
                 res = [json.loads((r.run_dir / "results.json").read_text()) for r in runs]

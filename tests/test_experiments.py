@@ -17,7 +17,7 @@ from clickprompt.cli import _add_run_args
 from clickprompt.cli_experiments import register
 from clickprompt.data.prepare import prepare
 from clickprompt.evaluation import delong_test, paired_ttest
-from clickprompt.experiments import ExperimentError, load_experiment, plan_experiment
+from clickprompt.experiments import ExperimentError, load_experiment, plan_experiment, run_experiment, summarize
 from clickprompt.plm.tiny import make_tiny_plm
 from test_clickprompt_pipeline import TinySource
 
@@ -160,6 +160,12 @@ def test_small_experiment_end_to_end_and_reuse(tiny, capsys):
     assert _cli(argv) == 0
     assert "8 runs (8 finished)" in capsys.readouterr().out
     assert stamps == {d: (Path(d) / "results.json").stat().st_mtime_ns for d in dirs}
+    # a one-value matrix plans the same runs; its row group is headed one level below the title
+    (tiny / "matrix.yaml").write_text(SMALL + "matrix: {ctr.model: [dcnv2]}\n")
+    plan = plan_experiment(load_experiment(tiny / "matrix.yaml"), "tiny", out=out,
+                           overrides=[f"plm.name={tiny / 'bert'}"], processed_dir=tiny / "processed")
+    assert all(r.done for r in plan.runs) and {str(r.run_dir) for r in plan.runs} <= dirs
+    assert "\n## ctr.model=dcnv2\n" in summarize(plan)["markdown"]
 
 
 def test_sweep_points_share_runs_and_select_on_validation(tiny):
@@ -174,6 +180,12 @@ def test_sweep_points_share_runs_and_select_on_validation(tiny):
     assert plan.cells[(0, 0, "ctr", 1)] is plan.cells[(1, 0, "ctr", 1)]
     # seed 1 of the small experiment already ran the plm_lr = 0.001 point (the tiny profile's value)
     assert plan.cells[(0, 0, "with-plm", 1)].done and not plan.cells[(1, 0, "with-plm", 1)].done
+    summary = run_experiment(exp, "tiny", out=tiny / "runs", overrides=[f"plm.name={tiny / 'bert'}"],
+                             processed_dir=tiny / "processed", progress=False, log=lambda *a, **k: None)
+    assert len(summary["selection"]) == 3  # one best point per arm
+    # Markdown headings nest: each is at most one level below the one before it
+    levels = [len(line) - len(line.lstrip("#")) for line in summary["markdown"].splitlines() if line.startswith("#")]
+    assert levels[0] == 1 and all(b <= a + 1 for a, b in zip(levels, levels[1:])), levels
 
 
 def test_a_later_setting_at_its_default_keeps_old_run_addresses():
