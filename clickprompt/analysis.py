@@ -312,6 +312,17 @@ def masked_field_attention(model, tokenizer, ds, split: str, row: int, field: st
     `layer` indexes the layers that return attention: all of an encoder's or GPT-2's, the ENCODER's for
     BART. Raises AnalysisError if the field has no tokens left after truncation, the model has no
     prompts, or the tokenizer has no mask token."""
+    j = field if isinstance(field, int) else _field_index(ds, field)
+    a = _masked_attentions(model, tokenizer, ds, split, row, [j], layer, max_length, mask)[j]
+    if a is None:
+        raise AnalysisError(f"field {ds.spec.displays[j]!r} has no tokens in row {row} (truncated by max_length?)")
+    return a
+
+
+def _masked_attentions(model, tokenizer, ds, split: str, row: int, fields: list[int], layer: int,
+                       max_length: int | None, mask: str) -> dict[int, torch.Tensor | None]:
+    """masked_field_attention for several fields of one row in one forward pass: a batch holding one
+    copy of the row per field, each with that field masked. None for a field with no tokens."""
     from clickprompt.masking import mask_positions
 
     core = _core(model)
@@ -319,34 +330,42 @@ def masked_field_attention(model, tokenizer, ds, split: str, row: int, field: st
         raise AnalysisError("this model has no prompt interface (the 'w/o Prompt' ablation): no prompt attention")
     if mask not in ("value", "segment", "none"):
         raise AnalysisError(f"mask must be 'value', 'segment' or 'none', got {mask!r}")
-    j = field if isinstance(field, int) else _field_index(ds, field)
     if mask != "none" and tokenizer.mask_token_id is None:
         raise AnalysisError("the tokenizer has no mask token (a PA-CLM model such as GPT-2?): use mask='none'")
     s = ds.split(split)
     if not 0 <= row < len(s):
         raise AnalysisError(f"row {row} out of range: the {split} split has {len(s)} rows")
     tok = row_tokens(tokenizer, ds, split, [row], max_length or _max_text_length(core))
-    sel = tok["token_field"] == j
-    if mask != "segment":
-        sel &= tok["value_mask"]
-    if not sel.any():
-        raise AnalysisError(f"field {ds.spec.displays[j]!r} has no tokens in row {row} (truncated by max_length?)")
+    selections = {}  # field -> (Z,) bool: the tokens masked and read
+    for j in fields:
+        sel = tok["token_field"][0] == j
+        if mask != "segment":
+            sel &= tok["value_mask"][0]
+        selections[j] = sel
+    present = [j for j in fields if selections[j].any()]
+    out = {j: None for j in fields}
+    if not present:
+        return out
+    n = len(present)
+    input_ids = torch.from_numpy(tok["input_ids"]).expand(n, -1).contiguous()
+    sel = torch.from_numpy(np.stack([selections[j] for j in present]))
+    masked = input_ids if mask == "none" else mask_positions(input_ids, sel, tokenizer.mask_token_id)[0]
+    ids = torch.from_numpy(s.ids[[row]]).expand(n, -1).contiguous()
+    attention_mask = torch.from_numpy(tok["attention_mask"]).expand(n, -1).contiguous()
     device = _device(core)
-    input_ids = torch.from_numpy(tok["input_ids"])
-    masked = input_ids if mask == "none" else mask_positions(input_ids, torch.from_numpy(sel), tokenizer.mask_token_id)[0]
-    ids = torch.from_numpy(s.ids[[row]])
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            _, _, attentions = core(ids.to(device), masked.to(device), torch.from_numpy(tok["attention_mask"]).to(device),
-                                    output_attentions=True)
+            _, _, attentions = core(ids.to(device), masked.to(device), attention_mask.to(device), output_attentions=True)
     finally:
         model.train(was_training)
     if not -len(attentions) <= layer < len(attentions):
         raise AnalysisError(f"layer {layer} out of range: the PLM returns attention for {len(attentions)} layers")
-    a = attentions[layer][0].float()  # (heads, Z, K + Z)
-    return a[:, torch.from_numpy(sel[0]).to(a.device), :].cpu()  # (heads, n_masked, K + Z)
+    a = attentions[layer].float().cpu()  # (n, heads, Z, K + Z)
+    for b, j in enumerate(present):
+        out[j] = a[b][:, sel[b], :]  # (heads, n_masked, K + Z)
+    return out
 
 
 def _field_index(ds, field: str) -> int:
@@ -380,12 +399,11 @@ def prompt_attention(model, tokenizer, ds, split: str, row: int, layer: int = -1
         raise AnalysisError("this model has no prompt interface (the 'w/o Prompt' ablation): no prompt attention")
     K = core.prompt_cfg.num_prompts
     table, mass, count = {}, {}, {}
+    per_field = _masked_attentions(model, tokenizer, ds, split, row, list(range(len(ds.spec.displays))), layer,
+                                   max_length, mask)
     for j, display in enumerate(ds.spec.displays):
-        try:
-            a = masked_field_attention(model, tokenizer, ds, split, row, j, layer, max_length, mask)
-        except AnalysisError as e:
-            if "has no tokens" not in str(e):
-                raise
+        a = per_field[j]
+        if a is None:  # no tokens left after truncation
             table[display] = [math.nan] * K
             mass[display], count[display] = math.nan, 0
             continue

@@ -82,3 +82,21 @@ def test_core_prompts_change_outputs_and_reach_ctr_embeddings(tiny_data, tiny_pl
     (hidden[real] @ probe).pow(2).mean().backward()
     grad = core.ctr.embedding.embedding.weight.grad
     assert grad is not None and grad.abs().sum() > 0  # through generator and PLM into the CTR embeddings
+
+
+def test_prompt_attention_reads_both_families(tiny_data, tiny_plm):
+    """Table 7's read-out on GPT-2 (nothing masked: no mask token) and BART (the encoder's attention):
+    the one batched pass over all fields gives each field's row as its own forward pass does."""
+    from clickprompt.analysis import masked_field_attention, prompt_attention
+
+    family, plm_dir = tiny_plm
+    ds = PreparedDataset(tiny_data / "tiny")
+    torch.manual_seed(0)
+    core, tok, _ = build_clickprompt(_cfg("pretrain", tiny_data, plm_dir), ds.spec)
+    mask = "none" if family == "gpt2" else "value"
+    table = prompt_attention(core, tok, ds, "test", 2, mask=mask)
+    K = core.prompt_cfg.num_prompts
+    assert table.shape == (len(ds.spec.displays), K)
+    for j, display in enumerate(ds.spec.displays):
+        raw = masked_field_attention(core, tok, ds, "test", 2, j, mask=mask)[..., :K].mean(dim=(0, 1))
+        np.testing.assert_allclose(table.loc[display].to_numpy(), (raw / raw.sum()).numpy(), atol=1e-6)
