@@ -71,3 +71,19 @@ def delong_test(labels, probs_a, probs_b) -> tuple[float, float, float]:
         return float(aucs[0]), float(aucs[1]), 1.0 if aucs[0] == aucs[1] else 0.0
     z = (aucs[0] - aucs[1]) / math.sqrt(var)
     return float(aucs[0]), float(aucs[1]), float(2 * stats.norm.sf(abs(z)))
+
+
+def same_direction_p(differences, p_values) -> float:
+    """One p-value for "A differs from B in the same direction on every seed" from per-seed two-sided
+    tests (an intersection-union test, as one-sided tests in the direction of the mean difference,
+    doubled): the largest p where every seed's AUC difference has the sign of their mean, 1 as soon
+    as one seed goes the other way (its one-sided p is then >= 0.5). So two seeds that each differ
+    significantly but in opposite directions do not add up to a significant difference."""
+    d, p = np.asarray(differences, dtype=np.float64), np.asarray(p_values, dtype=np.float64)
+    if len(d) != len(p) or len(d) == 0:
+        raise ValueError("same_direction_p needs one p-value per difference, and at least one")
+    direction = np.sign(d.mean())
+    if direction == 0 or (np.sign(d) != direction).any():
+        return 1.0
+    return float(p.max())
+

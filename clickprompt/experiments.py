@@ -49,8 +49,9 @@ loss as mean ± std over seeds (sample std), validation AUC, and against the arm
 `contrasts`): Rel.Impr = (mean AUC - reference mean AUC) / reference mean AUC (as the paper's tables),
 the two-sided paired t-test p over seeds (test AUCs paired by seed; needs >= 2 seeds), and DeLong's
 test on the test set. DeLong: `per-seed` (default) tests each seed's pair of prediction vectors (same
-test rows, correlated AUCs) and reports the LARGEST p over seeds, i.e. significance that holds for
-every seed (all p-values are in summary.json); `pooled` tests once on the seed-averaged predicted
+test rows, correlated AUCs) and reports the LARGEST p over seeds, or 1 where the seeds' AUC differences
+do not all share one sign (evaluation.same_direction_p): significance in the same direction on every
+seed (all per-seed p-values are in summary.json); `pooled` tests once on the seed-averaged predicted
 probabilities of each arm (an ensemble per arm). Both are computed and stored; the table shows the
 one chosen. With a `sweep`, every point gets its section, and a selection table picks, per arm and row
 group, the point with the best mean VALIDATION AUC (the paper selects K, PLM lr and warmup from grids).
@@ -484,12 +485,12 @@ def _nan_to_none(x):
 
 def compare(runs: list[Run], ref_runs: list[Run]) -> dict:
     """Arm vs reference over paired seeds: Rel.Impr of mean test AUC, paired t-test p, DeLong p."""
-    from clickprompt.evaluation import delong_test, paired_ttest, rel_impr
+    from clickprompt.evaluation import delong_test, paired_ttest, rel_impr, same_direction_p
 
     a = [json.loads((r.run_dir / "results.json").read_text())["test"]["auc"] for r in runs]
     b = [json.loads((r.run_dir / "results.json").read_text())["test"]["auc"] for r in ref_runs]
     out = {"rel_impr": rel_impr(float(np.mean(a)), float(np.mean(b))), "ttest_p": _nan_to_none(paired_ttest(a, b))}
-    per_seed, pa, pb = [], [], []
+    per_seed, diffs, pa, pb = [], [], [], []
     labels = None
     for r, q in zip(runs, ref_runs):
         la, xa = r.test_predictions()
@@ -497,11 +498,14 @@ def compare(runs: list[Run], ref_runs: list[Run]) -> dict:
         if not np.array_equal(la, lb):
             raise ExperimentError(f"{r.run_dir} and {q.run_dir} were scored on different test sets")
         labels = la
-        per_seed.append(delong_test(la, xa, xb)[2] if r.run_dir != q.run_dir else 1.0)
+        auc_a, auc_b, p = delong_test(la, xa, xb) if r.run_dir != q.run_dir else (0.0, 0.0, 1.0)
+        per_seed.append(p)
+        diffs.append(auc_a - auc_b)
         pa.append(xa)
         pb.append(xb)
     out["delong_p_per_seed"] = per_seed
-    out["delong_p_max"] = max(per_seed) if per_seed else None
+    out["auc_diff_per_seed"] = diffs
+    out["delong_p_every_seed"] = same_direction_p(diffs, per_seed) if per_seed else None
     out["delong_p_pooled"] = (delong_test(labels, np.mean(pa, axis=0), np.mean(pb, axis=0))[2]
                               if labels is not None and any(r.run_dir != q.run_dir for r, q in zip(runs, ref_runs)) else 1.0)
     return out
@@ -520,6 +524,14 @@ def _fmt_p(p) -> str:
     return "-" if p is None else f"{p:.3g}"
 
 
+def _fmt_seed_ps(c: dict | None) -> str:
+    """Per-seed DeLong p-values, each signed by the direction of that seed's AUC difference."""
+    if not c or not c.get("delong_p_per_seed"):
+        return "-"
+    return ", ".join(f"{'+' if d > 0 else '-' if d < 0 else ''}{p:.2g}"
+                     for d, p in zip(c["auc_diff_per_seed"], c["delong_p_per_seed"]))
+
+
 def _instance_label(inst: dict) -> str:
     return ", ".join(f"{k}={_plm_label(v) if k == 'plm.name' else v}" for k, v in inst.items()) or "all"
 
@@ -530,14 +542,16 @@ def summarize(plan: Plan) -> dict:
 
     exp = plan.experiment
     seeds = plan.seeds
-    delong_key = "delong_p_max" if exp.delong == "per-seed" else "delong_p_pooled"
+    delong_key = "delong_p_every_seed" if exp.delong == "per-seed" else "delong_p_pooled"
+    per_seed_col = len(seeds) > 1  # one more column: each seed's DeLong p, signed by its AUC difference
     sections, md = [], []
     md.append(f"# {exp.name}: {plan.dataset}")
     if exp.paper:
         md.append(f"\n{exp.paper.strip()}")
     md.append(f"\nProfile {plan.profile!r}; seeds {seeds}; test-set metrics, mean ± std over seeds. Rel.Impr: relative "
               "AUC improvement of the arm's mean over its reference's; t-test: paired over seeds (two-sided); DeLong: "
-              + ("the largest of the per-seed p-values (significant in every seed)." if exp.delong == "per-seed" else
+              + ("the largest of the per-seed p-values, or 1 where the seeds differ in direction (a significant "
+                 "difference in the same direction on every seed)." if exp.delong == "per-seed" else
                  "one test on the seed-averaged predictions of each arm (pooled)."))
     if exp.notes:
         md.append(f"\n{exp.notes.strip()}")
@@ -559,8 +573,9 @@ def summarize(plan: Plan) -> dict:
                 for mode in ("true", "shuffled", "none"):
                     row[f"value_token_acc_{mode}"] = mean_std([r.get(f"value_token_acc_{mode}") for r in res])
                 group["pretraining"].append(row)
-            md.append("| arm | stage | test AUC | test log loss | valid AUC | reference | Rel.Impr | t-test p | DeLong p |")
-            md.append("|---|---|---|---|---|---|---|---|---|")
+            md.append("| arm | stage | test AUC | test log loss | valid AUC | reference | Rel.Impr | t-test p | DeLong p |"
+                      + (" DeLong p per seed (sign of ΔAUC) |" if per_seed_col else ""))
+            md.append("|---|---|---|---|---|---|---|---|---|" + ("---|" if per_seed_col else ""))
             for arm in exp.arms:
                 runs = [plan.cells[(pi, ii, arm.name, s)] for s in seeds]
                 res = [json.loads((r.run_dir / "results.json").read_text()) for r in runs]
@@ -584,14 +599,16 @@ def summarize(plan: Plan) -> dict:
                     f"{_fmt_ms(*row['test_logloss_mean_std'], n=len(seeds))} | {row['valid_auc_mean']:.4f} | {ref or '-'} | "
                     + ("-" if ref is None else f"{100 * row['rel_impr']:+.2f}%") + " | "
                     + f"{_fmt_p(row.get('ttest_p'))} | {_fmt_p(row.get(delong_key))} |"
+                    + (f" {_fmt_seed_ps(row if ref else None)} |" if per_seed_col else "")
                 )
             if exp.contrasts:
-                md.append("\n| contrast | Rel.Impr | t-test p | DeLong p |")
-                md.append("|---|---|---|---|")
+                md.append("\n| contrast | Rel.Impr | t-test p | DeLong p |" + (" DeLong p per seed (sign of ΔAUC) |" if per_seed_col else ""))
+                md.append("|---|---|---|---|" + ("---|" if per_seed_col else ""))
                 for a, b in exp.contrasts:
                     c = compare([plan.cells[(pi, ii, a, s)] for s in seeds], [plan.cells[(pi, ii, b, s)] for s in seeds])
                     group["contrasts"].append({"arm": a, "against": b, **c})
-                    md.append(f"| {a} vs {b} | {100 * c['rel_impr']:+.2f}% | {_fmt_p(c['ttest_p'])} | {_fmt_p(c[delong_key])} |")
+                    md.append(f"| {a} vs {b} | {100 * c['rel_impr']:+.2f}% | {_fmt_p(c['ttest_p'])} | {_fmt_p(c[delong_key])} |"
+                              + (f" {_fmt_seed_ps(c)} |" if per_seed_col else ""))
             if group["pretraining"]:
                 md.append("\n| pretraining | objective | valid LM loss | value-token acc. (true / shuffled / none prompts) |")
                 md.append("|---|---|---|---|")

@@ -149,11 +149,15 @@ def test_small_experiment_end_to_end_and_reuse(tiny, capsys):
     w, c = rows["with-plm"], rows["ctr"]
     assert w["ttest_p"] == pytest.approx(paired_ttest(w["test_auc"], c["test_auc"]), nan_ok=True)
     assert w["rel_impr"] == pytest.approx((np.mean(w["test_auc"]) - np.mean(c["test_auc"])) / np.mean(c["test_auc"]))
-    ps = []
+    ps, diffs = [], []
     for a, b in zip(w["runs"], c["runs"]):
         pa, pb = (pd.read_parquet(Path(d) / "predictions_test.parquet") for d in (a, b))
-        ps.append(delong_test(pa["label"], pa["prob"], pb["prob"])[2])
-    assert w["delong_p_per_seed"] == pytest.approx(ps) and w["delong_p_max"] == pytest.approx(max(ps))
+        auc_a, auc_b, p = delong_test(pa["label"], pa["prob"], pb["prob"])
+        ps.append(p)
+        diffs.append(auc_a - auc_b)
+    assert w["delong_p_per_seed"] == pytest.approx(ps)
+    same_sign = all(np.sign(d) == np.sign(np.mean(diffs)) != 0 for d in diffs)
+    assert w["delong_p_every_seed"] == pytest.approx(max(ps) if same_sign else 1.0)
     # a second call reuses every finished run
     stamps = {d: (Path(d) / "results.json").stat().st_mtime_ns for d in dirs}
     capsys.readouterr()

@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from clickprompt.evaluation import delong_test, paired_ttest
+from clickprompt.evaluation import delong_test, paired_ttest, same_direction_p
 
 
 def delong_direct(labels, a, b):
@@ -103,3 +103,13 @@ def test_paired_ttest_edge_cases():
     assert paired_ttest([0.8, 0.7], [0.8, 0.7]) == 1.0  # identical: no evidence of a difference
     # a constant, non-zero difference has zero variance: scipy divides by zero, we report p = 0
     assert paired_ttest([0.81, 0.72, 0.75], [0.80, 0.71, 0.74]) == 0.0
+
+
+def test_same_direction_p_needs_every_seed_to_agree():
+    assert same_direction_p([0.01, 0.02, 0.005], [1e-4, 3e-3, 2e-2]) == pytest.approx(2e-2)  # largest p
+    assert same_direction_p([-0.01, -0.02], [1e-6, 1e-9]) == pytest.approx(1e-6)  # worse on every seed
+    # significant on every seed, but one seed the other way: no same-direction difference
+    assert same_direction_p([0.003, 0.004, -0.006], [1e-8, 1e-9, 1e-8]) == 1.0
+    assert same_direction_p([0.0], [1.0]) == 1.0
+    with pytest.raises(ValueError, match="one p-value per difference"):
+        same_direction_p([0.1, 0.2], [0.01])
