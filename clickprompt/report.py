@@ -43,7 +43,7 @@ import pandas as pd
 
 from clickprompt import paper_numbers as P
 from clickprompt.checkpoint import read_test_predictions
-from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr
+from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr, same_direction_p
 
 DASH = "—"
 ANALYSIS_FILES = ("long_tail.json", "attention.json", "latency.json")
@@ -270,7 +270,8 @@ def pick(groups: list[Group], dataset: str, role: str, *, ctr: str | None = None
 
 
 def compare(a: Group | None, b: Group | None) -> tuple[float | None, str]:
-    """p-value of A vs B and the test used ("" when no test was possible)."""
+    """p-value of A vs B and the test used ("" when no test was possible): a paired t-test over >= 3
+    shared seeds, else DeLong on each shared seed (one direction on every seed: same_direction_p)."""
     if a is None or b is None:
         return None, ""
     sa = {r.seed: r for r in a.runs if r.metric("test", "auc") is not None}
@@ -281,15 +282,22 @@ def compare(a: Group | None, b: Group | None) -> tuple[float | None, str]:
         if not math.isnan(p):
             return p, f"paired t-test, {len(shared)} seeds"
     pairs = [(sa[s], sb[s]) for s in shared] or ([(a.runs[0], b.runs[0])] if a.runs and b.runs else [])
+    diffs, ps = [], []  # DeLong on every pair scored on the same test rows
     for ra, rb in pairs:
         pa, pb = ra.predictions(), rb.predictions()
         if pa is None or pb is None or len(pa[0]) != len(pb[0]) or not np.array_equal(pa[0], pb[0]):
             continue
         try:
-            return delong_test(pa[0], pa[1], pb[1])[2], "DeLong"
+            auc_a, auc_b, p = delong_test(pa[0], pa[1], pb[1])
         except ValueError:
             return None, ""
-    return None, ""
+        diffs.append(auc_a - auc_b)
+        ps.append(p)
+    if not ps:
+        return None, ""
+    if len(ps) == 1:
+        return ps[0], "DeLong"
+    return same_direction_p(diffs, ps), f"DeLong, same direction on {len(ps)} seeds"
 
 
 def mark(p: float | None, improvement: float | None) -> str:

@@ -176,3 +176,27 @@ def test_analyse_and_report_on_real_tiny_runs(tmp_path_factory, tmp_path, one_th
     assert html.count("plotly.js v") == 1 and html.count("plotly-graph-div") >= 3  # AUC, long tail, heatmap
     out = capsys.readouterr().out
     assert "share of attention on the prompts" in out and "wrote" in out
+
+
+def test_two_seed_comparisons_use_delong_on_each_seed(tmp_path):
+    """Under 3 shared seeds no t-test: DeLong on every seed, significant only in one direction on all."""
+    from clickprompt.evaluation import delong_test, same_direction_p
+    from clickprompt.report import compare
+
+    root = tmp_path / "runs"
+    for s in (1, 2):
+        # the fake predictions' signal grows with the AUC given (0.55: test AUC ~0.7, 0.60: ~0.87)
+        _fake_run(root / "base" / f"seed-{s}", "train-ctr", "ml-1m", s, 0.55)
+        _fake_run(root / "up" / f"seed-{s}", "finetune-without-plm", "ml-1m", s, 0.60)
+        _fake_run(root / "mixed" / f"seed-{s}", "finetune-with-plm", "ml-1m", s, 0.60 if s == 1 else 0.52)
+    groups = {g.role: g for g in discover([root])[0]}
+    base, up, mixed = groups["scratch"], groups["wo"], groups["with"]
+    p, test = compare(up, base)
+    assert test == "DeLong, same direction on 2 seeds"
+    by_hand = []
+    for s in (1, 2):
+        a, b = (pd.read_parquet(root / d / f"seed-{s}" / "predictions_test.parquet") for d in ("up", "base"))
+        by_hand.append(delong_test(a["label"], a["prob"], b["prob"]))
+    assert all(x[0] > x[1] for x in by_hand) and p == pytest.approx(max(x[2] for x in by_hand)) and p < 1e-3
+    assert compare(mixed, base) == (1.0, "DeLong, same direction on 2 seeds")  # better on seed 1, worse on 2
+    assert same_direction_p([0.1, -0.1], [0.0, 0.0]) == 1.0
