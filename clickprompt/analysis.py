@@ -338,10 +338,10 @@ def _masked_attentions(model, tokenizer, ds, split: str, row: int, fields: list[
     tok = row_tokens(tokenizer, ds, split, [row], max_length or _max_text_length(core))
     selections = {}  # field -> (Z,) bool: the tokens masked and read
     for j in fields:
-        sel = tok["token_field"][0] == j
+        chosen = tok["token_field"][0] == j
         if mask != "segment":
-            sel &= tok["value_mask"][0]
-        selections[j] = sel
+            chosen &= tok["value_mask"][0]
+        selections[j] = chosen
     present = [j for j in fields if selections[j].any()]
     out = {j: None for j in fields}
     if not present:

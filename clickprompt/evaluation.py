@@ -86,4 +86,3 @@ def same_direction_p(differences, p_values) -> float:
     if direction == 0 or (np.sign(d) != direction).any():
         return 1.0
     return float(p.max())
-
