@@ -394,13 +394,11 @@ def prompt_attention(model, tokenizer, ds, split: str, row: int, layer: int = -1
     normalising), "n_masked" (field -> number of masked tokens), "layer", "row", "split", "mask".
     A field with no tokens (truncated away) gets a row of NaN.
     """
+    per_field = _masked_attentions(model, tokenizer, ds, split, row, list(range(len(ds.spec.displays))), layer,
+                                   max_length, mask)  # checks the model has prompts, the row, the mask
     core = _core(model)
-    if core.generator is None:
-        raise AnalysisError("this model has no prompt interface (the 'w/o Prompt' ablation): no prompt attention")
     K = core.prompt_cfg.num_prompts
     table, mass, count = {}, {}, {}
-    per_field = _masked_attentions(model, tokenizer, ds, split, row, list(range(len(ds.spec.displays))), layer,
-                                   max_length, mask)
     for j, display in enumerate(ds.spec.displays):
         a = per_field[j]
         if a is None:  # no tokens left after truncation

@@ -86,3 +86,12 @@ def same_direction_p(differences, p_values) -> float:
     if direction == 0 or (np.sign(d) != direction).any():
         return 1.0
     return float(p.max())
+
+
+def delong_per_seed(pairs) -> dict:
+    """DeLong's test on each seed's (labels, probs_a, probs_b), all scored on one test set, and the
+    seeds combined by same_direction_p: {"p": per-seed p-values, "auc_diff": per-seed AUC_a - AUC_b,
+    "p_every_seed": the combined p, or None without pairs}."""
+    tests = [delong_test(labels, a, b) for labels, a, b in pairs]
+    ps, diffs = [t[2] for t in tests], [t[0] - t[1] for t in tests]
+    return {"p": ps, "auc_diff": diffs, "p_every_seed": same_direction_p(diffs, ps) if tests else None}

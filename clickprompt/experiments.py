@@ -64,6 +64,7 @@ summary after a barrier.
 from __future__ import annotations
 
 import copy
+import functools
 import dataclasses
 import hashlib
 import itertools
@@ -243,13 +244,17 @@ class Run:
     def done(self) -> bool:
         return (self.run_dir / "results.json").exists()
 
-    def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, probs) of the finished run, read once (a shared reference is compared with many arms)."""
-        if "_test_predictions" not in self.__dict__:
-            from clickprompt.checkpoint import read_test_predictions
+    # Read once per summary, after the run finished (a shared reference is compared with many arms).
+    @functools.cached_property
+    def results(self) -> dict:
+        return json.loads((self.run_dir / "results.json").read_text())
 
-            self.__dict__["_test_predictions"] = read_test_predictions(self.run_dir)
-        return self.__dict__["_test_predictions"]
+    @functools.cached_property
+    def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probs) of the finished run's test split."""
+        from clickprompt.checkpoint import read_test_predictions
+
+        return read_test_predictions(self.run_dir)
 
 
 @dataclass
@@ -485,29 +490,22 @@ def _nan_to_none(x):
 
 def compare(runs: list[Run], ref_runs: list[Run]) -> dict:
     """Arm vs reference over paired seeds: Rel.Impr of mean test AUC, paired t-test p, DeLong p."""
-    from clickprompt.evaluation import delong_test, paired_ttest, rel_impr, same_direction_p
+    from clickprompt.evaluation import delong_per_seed, delong_test, paired_ttest, rel_impr
 
-    a = [json.loads((r.run_dir / "results.json").read_text())["test"]["auc"] for r in runs]
-    b = [json.loads((r.run_dir / "results.json").read_text())["test"]["auc"] for r in ref_runs]
+    a = [r.results["test"]["auc"] for r in runs]
+    b = [r.results["test"]["auc"] for r in ref_runs]
     out = {"rel_impr": rel_impr(float(np.mean(a)), float(np.mean(b))), "ttest_p": _nan_to_none(paired_ttest(a, b))}
-    per_seed, diffs, pa, pb = [], [], [], []
-    labels = None
+    pairs = []  # (labels, arm probs, reference probs) per seed
     for r, q in zip(runs, ref_runs):
-        la, xa = r.test_predictions()
-        lb, xb = q.test_predictions()
+        (la, xa), (lb, xb) = r.test_predictions, q.test_predictions
         if not np.array_equal(la, lb):
             raise ExperimentError(f"{r.run_dir} and {q.run_dir} were scored on different test sets")
-        labels = la
-        auc_a, auc_b, p = delong_test(la, xa, xb) if r.run_dir != q.run_dir else (0.0, 0.0, 1.0)
-        per_seed.append(p)
-        diffs.append(auc_a - auc_b)
-        pa.append(xa)
-        pb.append(xb)
-    out["delong_p_per_seed"] = per_seed
-    out["auc_diff_per_seed"] = diffs
-    out["delong_p_every_seed"] = same_direction_p(diffs, per_seed) if per_seed else None
-    out["delong_p_pooled"] = (delong_test(labels, np.mean(pa, axis=0), np.mean(pb, axis=0))[2]
-                              if labels is not None and any(r.run_dir != q.run_dir for r, q in zip(runs, ref_runs)) else 1.0)
+        pairs.append((la, xa, xb))
+    seedwise = delong_per_seed(pairs)  # a run against itself: p = 1, difference 0
+    out["delong_p_per_seed"], out["auc_diff_per_seed"] = seedwise["p"], seedwise["auc_diff"]
+    out["delong_p_every_seed"] = seedwise["p_every_seed"]
+    out["delong_p_pooled"] = (delong_test(pairs[0][0], np.mean([x for _, x, _ in pairs], axis=0),
+                                          np.mean([x for _, _, x in pairs], axis=0))[2] if pairs else None)
     return out
 
 
@@ -565,7 +563,7 @@ def summarize(plan: Plan) -> dict:
             md.append(f"\n{level} {_instance_label(inst)}\n" if inst or point else "")
             for name in exp.pretrain:
                 runs = [plan.cells[(pi, ii, f"pretrain:{name}", s)] for s in seeds]
-                res = [json.loads((r.run_dir / "results.json").read_text()) for r in runs]
+                res = [r.results for r in runs]
                 loss_key = next((k for k in ("valid_mlm_loss", "valid_clm_loss") if k in res[0]), None)
                 row = {"pretrain": name, "runs": sorted({str(r.run_dir) for r in runs}),
                        "objective": res[0].get("objective", "PA-MLM"),
@@ -578,7 +576,7 @@ def summarize(plan: Plan) -> dict:
             md.append("|---|---|---|---|---|---|---|---|---|" + ("---|" if per_seed_col else ""))
             for arm in exp.arms:
                 runs = [plan.cells[(pi, ii, arm.name, s)] for s in seeds]
-                res = [json.loads((r.run_dir / "results.json").read_text()) for r in runs]
+                res = [r.results for r in runs]
                 row = {
                     "arm": arm.name, "label": arm.label or arm.name, "stage": arm.stage,
                     "runs": [str(r.run_dir) for r in runs], "seeds": seeds,

@@ -29,6 +29,7 @@ plotly figures, with plotly.js inlined: one self-contained file that opens offli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -43,7 +44,7 @@ import pandas as pd
 
 from clickprompt import paper_numbers as P
 from clickprompt.checkpoint import read_test_predictions
-from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr, same_direction_p
+from clickprompt.evaluation import delong_per_seed, mean_std, paired_ttest, rel_impr
 
 DASH = "—"
 ANALYSIS_FILES = ("long_tail.json", "attention.json", "latency.json")
@@ -55,8 +56,9 @@ PLM_LABELS = {"tinybert": "TinyBERT", "huawei-noah/tinybert_general_4l_312d": "T
               "facebookai/roberta-base": "RoBERTa-base", "roberta-large": "RoBERTa-large",
               "facebookai/roberta-large": "RoBERTa-large", "minilm-l6": "MiniLM-L6"}
 SIG_LEGEND = ("`*` p < 0.001 (the paper's threshold), `†` p < 0.05, marked only for an improvement; p from a "
-              "paired t-test over the shared seeds when there are at least 3, else DeLong's test on the test "
-              "predictions of one seed.")
+              "paired t-test over the shared seeds when there are at least 3, else DeLong's test on each shared "
+              "seed's test predictions (one seed: its p; several: the largest p if every seed differs in the "
+              "same direction, else 1).")
 
 
 # ============================================================================ reading runs
@@ -84,11 +86,10 @@ class Run:
         v = self.results.get(split)
         return v.get(name) if isinstance(v, dict) else None
 
+    @functools.cached_property
     def predictions(self):
         """(labels, probs) on the test split, read once per run (Tables 2-4 and 6 compare a run many times)."""
-        if "_predictions" not in self.__dict__:
-            self.__dict__["_predictions"] = read_test_predictions(self.path)
-        return self.__dict__["_predictions"]
+        return read_test_predictions(self.path)
 
 
 @dataclass
@@ -282,22 +283,18 @@ def compare(a: Group | None, b: Group | None) -> tuple[float | None, str]:
         if not math.isnan(p):
             return p, f"paired t-test, {len(shared)} seeds"
     pairs = [(sa[s], sb[s]) for s in shared] or ([(a.runs[0], b.runs[0])] if a.runs and b.runs else [])
-    diffs, ps = [], []  # DeLong on every pair scored on the same test rows
-    for ra, rb in pairs:
-        pa, pb = ra.predictions(), rb.predictions()
-        if pa is None or pb is None or len(pa[0]) != len(pb[0]) or not np.array_equal(pa[0], pb[0]):
-            continue
-        try:
-            auc_a, auc_b, p = delong_test(pa[0], pa[1], pb[1])
-        except ValueError:
-            return None, ""
-        diffs.append(auc_a - auc_b)
-        ps.append(p)
-    if not ps:
+    scored = [(ra.predictions, rb.predictions) for ra, rb in pairs]
+    same_rows = [(pa[0], pa[1], pb[1]) for pa, pb in scored  # DeLong needs both scored on the same test rows
+                 if pa is not None and pb is not None and len(pa[0]) == len(pb[0]) and np.array_equal(pa[0], pb[0])]
+    if not same_rows:
         return None, ""
-    if len(ps) == 1:
-        return ps[0], "DeLong"
-    return same_direction_p(diffs, ps), f"DeLong, same direction on {len(ps)} seeds"
+    try:
+        seedwise = delong_per_seed(same_rows)
+    except ValueError:  # a test split with under two positives or negatives
+        return None, ""
+    if len(same_rows) == 1:
+        return seedwise["p"][0], "DeLong"
+    return seedwise["p_every_seed"], f"DeLong, same direction on {len(same_rows)} seeds"
 
 
 def mark(p: float | None, improvement: float | None) -> str:
@@ -626,7 +623,7 @@ def table6(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
         preds = {}
         for name, g in models.items():
             shared = [r for r in g.runs if r.seed in set(cp.seeds)] or g.runs
-            pr = shared[0].predictions()
+            pr = shared[0].predictions
             if pr is not None:
                 preds[name] = pr[1]
                 used.append(f"{name}: seed {shared[0].seed} ({shared[0].path})")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from clickprompt.checkpoint import read_test_predictions
-from clickprompt.evaluation import delong_test, mean_std, paired_ttest, rel_impr, same_direction_p
+from clickprompt.evaluation import delong_per_seed, mean_std, paired_ttest, rel_impr
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = [ROOT / "runs" / "ml100k-core", ROOT / "runs" / "ml100k-core-3ep"]
@@ -119,24 +119,20 @@ def section(runs: Path) -> list[str]:
             f"{100 * rel_impr(m[0], base_auc[0]):+.2f}% | paired t over {len(fs)} finetuning seeds (mean over "
             f"pretraining seeds): {paired_ttest([np.mean(wo_all[f]) for f in fs], [base[f]['test']['auc'] for f in fs]):.3f} |"
         )
-    wp_aucs, wp_p, wp_diff = [], [], []
-    for s in pre:
-        for f, r in seeds(group_dir(runs, "with-plm", s)).items():
-            labels, probs = read_test_predictions(r["dir"])
-            _, base_probs = read_test_predictions(base[f]["dir"])
-            auc, base_auc_f, p = delong_test(labels, probs, base_probs)
-            wp_aucs.append(r["test"]["auc"])
-            wp_p.append(p)
-            wp_diff.append(auc - base_auc_f)
-            lines.append(
-                f"| ClickPrompt with PLM (Eq. 9), pretraining seed {s}, finetuning seed {f} | 1 | {r['valid']['auc']:.4f} | {r['test']['auc']:.4f} | "
-                f"{r['test']['logloss']:.4f} | {100 * rel_impr(r['test']['auc'], base[f]['test']['auc']):+.2f}% vs DCNv2 seed {f} | "
-                f"DeLong vs DCNv2 seed {f}: {p:.2g} (alpha {r.get('alpha', float('nan')):.3f}) |"
-            )
-    if len(wp_aucs) > 1:
-        m = mean_std(wp_aucs)
-        lines.append(f"| ClickPrompt with PLM, all runs | {len(wp_aucs)} | - | {m[0]:.4f} ± {m[1]:.4f} | - | "
-                     f"{100 * rel_impr(m[0], base_auc[0]):+.2f}% | DeLong, same direction in every run: {same_direction_p(wp_diff, wp_p):.2g} |")
+    with_plm = [(s, f, r) for s in pre for f, r in seeds(group_dir(runs, "with-plm", s)).items()]
+    # DeLong of each with-PLM run against the DCNv2 run of its finetuning seed, and all runs combined
+    seedwise = delong_per_seed([(*read_test_predictions(r["dir"]), read_test_predictions(base[f]["dir"])[1])
+                                for _, f, r in with_plm])
+    for (s, f, r), p in zip(with_plm, seedwise["p"]):
+        lines.append(
+            f"| ClickPrompt with PLM (Eq. 9), pretraining seed {s}, finetuning seed {f} | 1 | {r['valid']['auc']:.4f} | {r['test']['auc']:.4f} | "
+            f"{r['test']['logloss']:.4f} | {100 * rel_impr(r['test']['auc'], base[f]['test']['auc']):+.2f}% vs DCNv2 seed {f} | "
+            f"DeLong vs DCNv2 seed {f}: {p:.2g} (alpha {r.get('alpha', float('nan')):.3f}) |"
+        )
+    if len(with_plm) > 1:
+        m = mean_std([r["test"]["auc"] for _, _, r in with_plm])
+        lines.append(f"| ClickPrompt with PLM, all runs | {len(with_plm)} | - | {m[0]:.4f} ± {m[1]:.4f} | - | "
+                     f"{100 * rel_impr(m[0], base_auc[0]):+.2f}% | DeLong, same direction in every run: {seedwise['p_every_seed']:.2g} |")
     return lines + [""] + [line + "  " for line in per_seed_lines] + [""]
 
 

@@ -180,7 +180,7 @@ def test_analyse_and_report_on_real_tiny_runs(tmp_path_factory, tmp_path, one_th
 
 def test_two_seed_comparisons_use_delong_on_each_seed(tmp_path):
     """Under 3 shared seeds no t-test: DeLong on every seed, significant only in one direction on all."""
-    from clickprompt.evaluation import delong_test, same_direction_p
+    from clickprompt.evaluation import delong_test
     from clickprompt.report import compare
 
     root = tmp_path / "runs"
@@ -199,4 +199,3 @@ def test_two_seed_comparisons_use_delong_on_each_seed(tmp_path):
         by_hand.append(delong_test(a["label"], a["prob"], b["prob"]))
     assert all(x[0] > x[1] for x in by_hand) and p == pytest.approx(max(x[2] for x in by_hand)) and p < 1e-3
     assert compare(mixed, base) == (1.0, "DeLong, same direction on 2 seeds")  # better on seed 1, worse on 2
-    assert same_direction_p([0.1, -0.1], [0.0, 0.0]) == 1.0

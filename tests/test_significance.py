@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from clickprompt.evaluation import delong_test, paired_ttest, same_direction_p
+from clickprompt.evaluation import delong_per_seed, delong_test, paired_ttest, same_direction_p
 
 
 def delong_direct(labels, a, b):
@@ -113,3 +113,17 @@ def test_same_direction_p_needs_every_seed_to_agree():
     assert same_direction_p([0.0], [1.0]) == 1.0
     with pytest.raises(ValueError, match="one p-value per difference"):
         same_direction_p([0.1, 0.2], [0.01])
+
+
+def test_delong_per_seed_is_delong_on_each_pair_combined():
+    rng = np.random.default_rng(3)
+    labels = rng.random(300) < 0.4
+    pairs = [(labels, labels + rng.normal(0, s, 300), labels + rng.normal(0, 1.5, 300)) for s in (0.8, 1.0)]
+    out = delong_per_seed(pairs)
+    each = [delong_test(*pair) for pair in pairs]
+    assert out["p"] == pytest.approx([t[2] for t in each])
+    assert out["auc_diff"] == pytest.approx([t[0] - t[1] for t in each]) and all(d > 0 for d in out["auc_diff"])
+    assert out["p_every_seed"] == pytest.approx(max(t[2] for t in each))
+    same = delong_per_seed([(labels, pairs[0][1], pairs[0][1])])  # a run against itself
+    assert same["p"] == [1.0] and same["auc_diff"] == [0.0] and same["p_every_seed"] == 1.0
+    assert delong_per_seed([])["p_every_seed"] is None
