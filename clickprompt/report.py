@@ -312,6 +312,15 @@ def significance(g: Group, ref: Group) -> tuple[str, str]:
 # ============================================================================ formatting
 
 
+def shown(path) -> str:
+    """A path as a report shows it: relative to the working directory when under it (no machine paths)."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def f4(x) -> str:
     return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
@@ -626,7 +635,7 @@ def table6(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
             pr = shared[0].predictions
             if pr is not None:
                 preds[name] = pr[1]
-                used.append(f"{name}: seed {shared[0].seed} ({shared[0].path})")
+                used.append(f"{name}: seed {shared[0].seed} ({shown(shared[0].path)})")
         try:
             dsobj = _analysis_dataset(cp, processed_dir)
             for g in models.values():
@@ -639,7 +648,7 @@ def table6(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
     if table is None and saved:
         table = pd.DataFrame(saved[0]["rows"])
         table.attrs.update(definition=saved[0].get("definition", ""), baseline=saved[0].get("baseline"))
-        used = [f"saved analysis {saved[0]['_path']}"]
+        used = [f"saved analysis {shown(saved[0]['_path'])}"]
     if table is None:
         doc.p("No long-tail table: needs a ClickPrompt with PLM run, its backbone trained from scratch, their test "
               "predictions and the prepared dataset (or a `long_tail.json` from `clickprompt analyse long-tail`).")
@@ -717,7 +726,7 @@ def table7(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
             dsobj = _analysis_dataset(pre, processed_dir)
             model, config, tokenizer = load_run_model(pre.runs[0].path, dsobj)
             table = prompt_attention(model, tokenizer, dsobj, "test", row)
-            source = f"{pre.label}, {pre.runs[0].path}, test row {row}, last layer, value tokens masked"
+            source = f"{pre.label}, {shown(pre.runs[0].path)}, test row {row}, last layer, value tokens masked"
         except Exception as e:  # noqa: BLE001 - a missing checkpoint or dataset must not stop the report
             doc.p(f"Attention not computed: {type(e).__name__}: {e}")
     if table is None:
@@ -725,7 +734,7 @@ def table7(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
         if saved:
             a = saved[0]
             table = pd.DataFrame(a["table"], index=a["fields"], columns=a["prompts"])
-            source = f"saved analysis {a['_path']}"
+            source = f"saved analysis {shown(a['_path'])}"
     if table is None:
         doc.p("No attention table: needs a PA-MLM pretraining run with its checkpoint and prepared dataset "
               "(or an `attention.json` from `clickprompt analyse attention`).")
@@ -780,7 +789,7 @@ def table8(doc: Doc, ds: str, analyses: list[dict]) -> None:
                 name = next((m for m in P.TABLE8 if m.lower() == str(r["model"]).lower()), None)
                 row += [DASH, DASH] if name is None else [f"{P.table8_ms(name, ds)}", fpaper_pct(P.TABLE8[name][4])]
             rows.append(row)
-        doc.table(header, rows, caption=f"From {a['_path']} ({a.get('definition', '')})")
+        doc.table(header, rows, caption=f"From {shown(a['_path'])} ({a.get('definition', '')})")
 
 
 def pretrain_section(doc: Doc, groups: list[Group], ds: str) -> None:
@@ -825,7 +834,7 @@ def all_runs(doc: Doc, groups: list[Group]) -> None:
     doc.h(2, "All run groups")
     rows = []
     for g in sorted(groups, key=lambda g: (g.dataset, g.role, g.label)):
-        first = g.runs[0].path
+        first = shown(g.runs[0].path)
         rows.append([g.dataset, g.label, g.runs[0].stage, ", ".join(str(s) for s in g.seeds), cell(g), cell(g, "logloss"),
                      cell(g, "auc", "valid"), f"`{first}`" + (f" (+{len(g.runs) - 1})" if len(g.runs) > 1 else "")])
     doc.table(["Dataset", "Group", "Stage", "Seed(s)", "Test AUC", "Test Log Loss", "Valid AUC", "Runs"], rows)

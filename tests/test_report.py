@@ -199,3 +199,11 @@ def test_two_seed_comparisons_use_delong_on_each_seed(tmp_path):
         by_hand.append(delong_test(a["label"], a["prob"], b["prob"]))
     assert all(x[0] > x[1] for x in by_hand) and p == pytest.approx(max(x[2] for x in by_hand)) and p < 1e-3
     assert compare(mixed, base) == (1.0, "DeLong, same direction on 2 seeds")  # better on seed 1, worse on 2
+
+
+def test_reports_show_paths_under_the_working_directory_relative(tmp_path, monkeypatch):
+    from clickprompt.report import shown
+
+    monkeypatch.chdir(tmp_path)
+    assert shown(tmp_path / "runs" / "x" / "seed-1") == "runs/x/seed-1"  # no machine path in a committed report
+    assert shown("/elsewhere/runs/x") == "/elsewhere/runs/x"
