@@ -18,7 +18,7 @@ from clickprompt import analysis
 from clickprompt import app_support as ws
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.errors import ClickPromptError
-from clickprompt.pipeline import load_run_model
+from clickprompt.rundir import ModelKind, RunDir
 
 TABS = ["Score samples", "Soft-prompt attention", "Attributions", "Long tail", "Runs & latency"]
 
@@ -35,7 +35,7 @@ def cli_args():
 
 @st.cache_resource(show_spinner="Loading checkpoint ...", max_entries=8)
 def load_model(run: str, key: str):  # key: ws.checkpoint_key(run), changes when best/ is rewritten
-    return load_run_model(run)
+    return RunDir(run).load_model()
 
 
 @st.cache_resource(show_spinner="Reading the prepared dataset ...", max_entries=4)
@@ -93,6 +93,11 @@ def sidebar(args):
     processed = st.sidebar.text_input("Prepared data dir (optional)", value=args.processed_dir, key="processed_dir",
                                       help="Where prepared datasets live, if not the runs' own data.processed_dir")
     runs = ws.discover_runs(root)
+    status = ws.run_status(runs)
+    unusable = {n: v for n, v in status.items() if v.status in ("damaged", "running", "unfinished")}
+    for name, verdict in unusable.items():  # listed by name with the reason, never loaded
+        st.sidebar.warning(f"**{name}** is {verdict.status}: {verdict.reason}", icon="⚠️")
+    runs = {n: r for n, r in runs.items() if n not in unusable}
     if not runs:
         return root, processed, runs, {}, None, None
     chosen = st.sidebar.multiselect("Runs", list(runs), default=list(runs), key="runs")
@@ -180,7 +185,7 @@ def tab_attributions(scoring: dict, ds_path: str, ds) -> None:
         return
     run = scoring[name]
     rows = tuple(range(start, min(start + count, len(ds.split(split)))))
-    tokens = ws.run_kind(run) == "clickprompt-ctr"
+    tokens = ws.run_kind(run) == ModelKind.CLICKPROMPT_CTR
     fields, toks = attributions(str(run), ws.checkpoint_key(run), split, rows, n_steps, ds_path, tokens)
     st.subheader("Field attributions (CTR embeddings)")
     st.dataframe(fields, key="attr_fields")

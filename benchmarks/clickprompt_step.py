@@ -39,8 +39,10 @@ def worker(kind: str, steps: int, batch: int, precision: str) -> dict:
     from clickprompt.config import load_stage_config
     from clickprompt.data.text import TokenCache
     from clickprompt.model import ClickPromptForCTR, ClickPromptForPretraining, CTRClassifier
-    from clickprompt.pipeline import (build_clickprompt, ctr_batcher, load_dataset, mlm_settings, plm_param_groups,
-                                      text_batcher)
+    from clickprompt.batching import ctr_batcher, mlm_settings, text_batcher
+    from clickprompt.model import build_clickprompt
+    from clickprompt.pipeline import load_dataset
+    from clickprompt.training import plm_param_groups
     from clickprompt.training import epoch_order, make_optimizer
 
     torch.manual_seed(0)

@@ -80,9 +80,9 @@ def main(argv=None) -> int:
     models = {}
     for name in args.models:
         if args.runs:
-            from clickprompt.pipeline import load_ctr_classifier
+            from clickprompt.model import CTRClassifier
 
-            models[name] = load_ctr_classifier(Path(args.runs) / name / "seed-1" / "best", ds).eval()
+            models[name] = CTRClassifier.from_pretrained(Path(args.runs) / name / "seed-1" / "best", ds)
         else:
             torch.manual_seed(0)
             cfg = load_config(None, {"ctr.model": name})

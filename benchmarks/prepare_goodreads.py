@@ -160,7 +160,7 @@ def child(mode: str, n: int, work: Path) -> dict:
     elif mode == "parquet":
         result["rss_before_mib"] = rss_mib()
         t, c = time.perf_counter(), cpu_s()
-        from clickprompt.data.sources.table import prepare_table
+        from clickprompt.data.prepare import prepare_table
 
         stats = prepare_table(work / f"goodreads-{n}.yaml", work, out, force=True)
     elif mode == "reader":

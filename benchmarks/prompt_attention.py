@@ -31,7 +31,8 @@ def main() -> None:
 
     from clickprompt.analysis import masked_field_attention, prompt_attention
     from clickprompt.config import load_stage_config
-    from clickprompt.pipeline import build_clickprompt, load_dataset
+    from clickprompt.model import build_clickprompt
+    from clickprompt.pipeline import load_dataset
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=20, help="test rows timed (after one untimed warm-up row)")

@@ -60,6 +60,7 @@ import torch
 
 from clickprompt.errors import ClickPromptError
 from clickprompt.evaluation import ctr_metrics, delong_test, rel_impr
+from clickprompt.rundir import ModelKind
 
 
 class AnalysisError(ClickPromptError, ValueError):
@@ -439,14 +440,14 @@ def field_attributions(model, config: dict, tokenizer, ds, split: str, rows, n_s
     s = ds.split(split)
     device = _device(model)
     ids = torch.from_numpy(s.ids[rows]).to(device)
-    if kind == "ctr":
+    if kind == ModelKind.CTR:
         layer = model.ctr.embedding
 
         def forward(ids_):
             return model(ids_)["logits"]
 
         extra = ()
-    elif kind == "clickprompt-ctr":
+    elif kind == ModelKind.CLICKPROMPT_CTR:
         layer = model.core.ctr.embedding
         tok = row_tokens(tokenizer, ds, split, rows, _run_max_length(config))
         extra = (torch.from_numpy(tok["input_ids"]).to(device), torch.from_numpy(tok["attention_mask"]).to(device))
@@ -488,7 +489,7 @@ def token_attributions(model, config: dict, tokenizer, ds, split: str, rows, n_s
     attrs["rows"]: row -> {"logit", "baseline_logit", "delta"} (delta: captum's convergence delta)."""
     from captum.attr import LayerIntegratedGradients
 
-    if config.get("kind") != "clickprompt-ctr":
+    if config.get("kind") != ModelKind.CLICKPROMPT_CTR:
         raise AnalysisError(f"token attributions need a with-PLM checkpoint (kind 'clickprompt-ctr'), not "
                             f"{config.get('kind')!r}: a CTR model has no text input")
     if baseline not in ("mask", "pad"):
@@ -555,13 +556,13 @@ def _sync(device: torch.device) -> None:
 
 def _batcher_for(model, config: dict, tokenizer, ds, split: str):
     from clickprompt.data.text import TokenCache
-    from clickprompt.pipeline import ctr_batcher, text_batcher
+    from clickprompt.batching import ctr_batcher, text_batcher
 
     kind = config.get("kind")
     s = ds.split(split)
-    if kind == "ctr":
+    if kind == ModelKind.CTR:
         return ctr_batcher(s)
-    if kind == "clickprompt-ctr":
+    if kind == ModelKind.CLICKPROMPT_CTR:
         return text_batcher(s, TokenCache.for_dataset(tokenizer, ds, _run_max_length(config)))
     raise AnalysisError(f"latency needs a CTR or with-PLM checkpoint, not {kind!r}")
 
@@ -571,7 +572,7 @@ def latency(models: dict[str, tuple], ds, split: str = "test", batch_size: int =
             dtype: torch.dtype | None = None) -> pd.DataFrame:
     """App. C.2 / Table 8: inference milliseconds per batch of each model on its current device.
 
-    models: name -> (model, config, tokenizer) as returned by `pipeline.load_run_model`. Batches are
+    models: name -> (model, config, tokenizer) as returned by `RunDir.load_model`. Batches are
     consecutive `batch_size` rows of `split` (wrapping around). `warmup` untimed batches, then
     `repeats` timed ones, under `torch.inference_mode()` in eval mode, synchronising the device around
     each (optionally under autocast to `dtype`). Columns: model, kind, device, batch_size, params_m,
@@ -637,7 +638,7 @@ def latency(models: dict[str, tuple], ds, split: str = "test", batch_size: int =
     out = pd.DataFrame.from_records(records)
     if baseline is not None:
         if aucs is None:
-            from clickprompt.pipeline import predict_probs
+            from clickprompt.batching import predict_probs
 
             aucs = {name: ctr_metrics(s.labels, predict_probs(m, c, t, ds, split))["auc"]
                     for name, (m, c, t) in models.items()}
@@ -681,17 +682,15 @@ def _avg_rel_impr(a, b):
 def run_predictions(run: str | Path, split: str = "test", processed_dir: str | Path | None = None):
     """(probs, ds) of a finished run: the saved predictions_test.parquet when `split` is "test" and it
     is there (no model is loaded), else the best checkpoint scored on `split`."""
-    from clickprompt.checkpoint import check_fingerprint, checkpoint_dir, read_checkpoint_config, read_test_predictions
-    from clickprompt.pipeline import dataset_for_checkpoint, load_run_model, predict_probs
+    from clickprompt.batching import predict_probs
+    from clickprompt.rundir import RunDir
 
-    run = Path(run)
-    config = read_checkpoint_config(run)
-    ds = dataset_for_checkpoint(config, processed_dir)
-    check_fingerprint(config, ds.fingerprint, checkpoint_dir(run))
-    saved = read_test_predictions(run) if split == "test" else None
+    run = RunDir(run)
+    ds = run.dataset(processed_dir)
+    saved = run.read_predictions() if split == "test" else None
     if saved is not None and len(saved[1]) == len(ds.split("test")):
         return saved[1], ds
-    model, config, tokenizer = load_run_model(run, ds)
-    if config["kind"] == "clickprompt-pretrain":
-        raise AnalysisError(f"{run}: a PA-MLM pretraining run makes no click predictions")
+    model, config, tokenizer = run.load_model(ds)
+    if not ModelKind(config["kind"]).scores_clicks:
+        raise AnalysisError(f"{run.path}: a PA-MLM pretraining run makes no click predictions")
     return predict_probs(model, config, tokenizer, ds, split), ds

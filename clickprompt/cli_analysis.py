@@ -55,11 +55,11 @@ def _write(out: str | None, stem: str, payload: dict, frame) -> None:
 
 
 def _load(run: str, processed_dir):
-    from clickprompt.checkpoint import read_checkpoint_config
-    from clickprompt.pipeline import dataset_for_checkpoint, load_run_model
+    from clickprompt.rundir import RunDir
 
-    ds = dataset_for_checkpoint(read_checkpoint_config(run), processed_dir)  # config only: weights load once below
-    return (*load_run_model(run, ds), ds)
+    run = RunDir(run)
+    ds = run.dataset(processed_dir)  # config only: the weights load once, below
+    return (*run.load_model(ds), ds)
 
 
 def cmd_long_tail(args) -> int:
@@ -127,13 +127,14 @@ def cmd_latency(args) -> int:
     import pandas as pd
 
     from clickprompt.analysis import latency
+    from clickprompt.rundir import ModelKind
     from clickprompt.training import resolve_device
 
     device = resolve_device(args.device)
     models, ds = {}, None
     for name, run in _named_runs(args.runs).items():
         model, config, tokenizer, this = _load(run, args.processed_dir)
-        if config["kind"] == "clickprompt-pretrain":
+        if config["kind"] == ModelKind.PRETRAIN:
             from clickprompt.errors import ClickPromptError
 
             raise ClickPromptError(f"{run}: a PA-MLM pretraining run makes no click predictions; pass a finetuned run")

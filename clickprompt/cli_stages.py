@@ -14,15 +14,13 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
 
     p = sub.add_parser("pretrain", help="PA-MLM pretraining (Sec 3.5.1)")
     add_run_args(p)
-    p.add_argument("--plm", help="PLM alias, hub id or local path (plm.name)")
-    p.add_argument("--num-prompts", type=int, help="K prompts per layer (prompt.num_prompts)")
-    p.add_argument("--strategy", choices=["layerwise", "input"], help="prompt strategy (Fig. 3)")
+    _add_architecture_args(p)
     p.add_argument("--max-train-samples", type=int, help="pretrain on the first N shuffled training samples per epoch")
 
     def cmd_pretrain(args) -> int:
         from clickprompt.pipeline import pretrain
 
-        cfg = _with_model_flags(resolve(args, "pretrain"), args)
+        cfg = resolve(args, "pretrain")
         for seed, run_dir in seed_dirs(args, cfg, f"runs/{cfg.data.dataset}/pretrain-{cfg.ctr.model}"):
             cfg.train.seed = seed
             r = pretrain(cfg, run_dir, resume=args.resume, force=args.force, progress=not args.quiet,
@@ -41,20 +39,15 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     add_run_args(f)
     f.add_argument("--pretrained", help="PA-MLM run directory (omit for the w/o Pretrain ablation)")
     f.add_argument("--without-plm", action="store_true", help="tune the CTR model alone (Eq. 10)")
-    f.add_argument("--plm", help="PLM alias when there is no --pretrained run")
     f.add_argument("--plm-lr", type=float, help="PLM learning rate; 0 freezes it (train.plm_lr)")
-    f.add_argument("--no-prompts", action="store_true", help="the w/o Prompt ablation (two towers)")
-    f.add_argument("--num-prompts", type=int)
-    f.add_argument("--strategy", choices=["layerwise", "input"])
+    f.add_argument("--no-prompts", dest="use_prompts", action="store_const", const=False,
+                   help="the w/o Prompt ablation, two towers (prompt.use_prompts = false)")
+    _add_architecture_args(f, " (with --pretrained: must match the pretraining run, which fixes it)")
 
     def cmd_finetune(args) -> int:
         from clickprompt.pipeline import finetune, summarize_seeds
 
-        cfg = _with_model_flags(resolve(args, "finetune-without-plm" if args.without_plm else "finetune-with-plm"), args)
-        if args.plm_lr is not None:
-            cfg.train.plm_lr = args.plm_lr
-        if args.no_prompts:
-            cfg.prompt.use_prompts = False
+        cfg = resolve(args, "finetune-without-plm" if args.without_plm else "finetune-with-plm")
         kind = "without-plm" if args.without_plm else "with-plm"
         dirs = []
         for seed, run_dir in seed_dirs(args, cfg, f"runs/{cfg.data.dataset}/finetune-{kind}"):
@@ -106,11 +99,7 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     q.set_defaults(func=cmd_quick)
 
 
-def _with_model_flags(cfg, args):
-    if getattr(args, "plm", None):
-        cfg.plm.name = args.plm
-    if getattr(args, "num_prompts", None):
-        cfg.prompt.num_prompts = args.num_prompts
-    if getattr(args, "strategy", None):
-        cfg.prompt.strategy = args.strategy
-    return cfg
+def _add_architecture_args(p, note: str = "") -> None:
+    p.add_argument("--plm", help="PLM alias, hub id or local path (plm.name)" + note)
+    p.add_argument("--num-prompts", type=int, help="K prompts per layer (prompt.num_prompts)" + note)
+    p.add_argument("--strategy", choices=["layerwise", "input"], help="prompt strategy, Fig. 3 (prompt.strategy)" + note)

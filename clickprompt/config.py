@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
+
+from clickprompt.errors import ClickPromptError
 
 
 @dataclass
@@ -89,6 +93,9 @@ class RunConfig:
     plm: PLMConfig = field(default_factory=PLMConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # keys set on purpose (YAML file, --set, flags) rather than by defaults or a profile: a finetuning
+    # refuses those that contradict the architecture its pretraining run fixes (inherit_architecture)
+    explicit: ClassVar[frozenset] = frozenset()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,8 +110,8 @@ class RunConfig:
         return cfg
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(ClickPromptError, ValueError):
+    """A setting that cannot work: unknown key, wrong type, value out of range (one line naming the key)."""
 
 
 def _coerce(value, annotation, key: str):
@@ -147,7 +154,7 @@ def _coerce(value, annotation, key: str):
     return value
 
 
-FLAG_KEYS = {  # the command line's dedicated run flags (argparse attribute) -> the config key each sets
+FLAG_KEYS = {  # every run flag of the command line (argparse dest) -> the config key it sets: the one map
     "dataset": "data.dataset",
     "processed_dir": "data.processed_dir",
     "model": "ctr.model",
@@ -156,6 +163,11 @@ FLAG_KEYS = {  # the command line's dedicated run flags (argparse attribute) -> 
     "max_steps": "train.max_steps",
     "device": "train.device",
     "precision": "train.precision",
+    "plm": "plm.name",
+    "num_prompts": "prompt.num_prompts",
+    "strategy": "prompt.strategy",
+    "plm_lr": "train.plm_lr",
+    "use_prompts": "prompt.use_prompts",  # --no-prompts stores False here
 }
 
 
@@ -188,34 +200,12 @@ def apply_dict(cfg, d: dict, prefix: str = "") -> None:
 
 
 def load_config(yaml_path: str | Path | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
-    """Defaults, then the YAML file, then `section.key=value` overrides."""
-    cfg = RunConfig()
-    if yaml_path is not None:
-        path = Path(yaml_path)
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-        loaded.pop("profile", None)
-        apply_dict(cfg, loaded)
-    if isinstance(overrides, dict):
-        for k, v in overrides.items():
-            set_key(cfg, k, v)
-    else:
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"override {item!r}: expected section.key=value")
-            set_key(cfg, key.strip(), yaml.safe_load(value) if value.strip() else value)
-    return cfg
+    """Defaults, then the YAML file, then `section.key=value` overrides (no profile, no stage)."""
+    return load_stage_config(None, "train-ctr", yaml_path, overrides)
 
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-STAGES = ("train-ctr", "pretrain", "finetune-with-plm", "finetune-without-plm")
+STAGES = ("train-ctr", "pretrain", "finetune-with-plm", "finetune-without-plm")  # = clickprompt.rundir.Stage
 
 
 def list_profiles() -> list[str]:
@@ -238,20 +228,138 @@ def profile_dict(name: str, stage: str) -> dict:
     return merged
 
 
-def load_stage_config(profile: str | None, stage: str, yaml_path=None, overrides=None) -> RunConfig:
-    """Defaults, then the profile's stage block, then a YAML file, then key=value overrides."""
+def _parse_override(item) -> tuple[str, object]:
+    if isinstance(item, tuple):
+        return item
+    key, sep, value = str(item).partition("=")
+    if not sep:
+        raise ConfigError(f"override {item!r}: expected section.key=value")
+    return key.strip(), yaml.safe_load(value) if value.strip() else value
+
+
+def _read_yaml(yaml_path) -> dict:
+    path = Path(yaml_path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    loaded.pop("profile", None)
+    return loaded
+
+
+def load_stage_config(profile: str | None, stage: str, yaml_path=None, overrides=None, flags: dict | None = None) -> RunConfig:
+    """The one route from settings to a RunConfig, later layers winning: dataclass defaults, the
+    profile's stage block, the YAML file, `section.key=value` overrides (--set), then the command
+    line's dedicated flags ({key: value}, FLAG_KEYS). Every value given is applied as given, including
+    one that equals a default. The keys set by the last three layers are recorded in `cfg.explicit`."""
     cfg = RunConfig()
     if profile:
         apply_dict(cfg, profile_dict(profile, stage))
-    base = load_config(yaml_path, None)
+    explicit = set()
     if yaml_path is not None:
-        apply_dict(cfg, _diff(base.to_dict(), RunConfig().to_dict()))
-    if overrides:
-        items = overrides.items() if isinstance(overrides, dict) else [o.partition("=")[::2] for o in overrides]
-        for k, v in items:
-            set_key(cfg, k.strip(), yaml.safe_load(v) if isinstance(v, str) and v.strip() else v)
+        loaded = _read_yaml(yaml_path)
+        apply_dict(cfg, loaded)
+        explicit |= {f"{section}.{key}" for section, values in loaded.items() for key in values}
+    items = overrides.items() if isinstance(overrides, dict) else [_parse_override(o) for o in overrides or []]
+    for key, value in list(items) + list((flags or {}).items()):
+        set_key(cfg, key.strip(), value)
+        explicit.add(key.strip())
+    cfg.explicit = frozenset(explicit)
     return cfg
 
 
-def _diff(a: dict, b: dict) -> dict:
-    return {s: {k: v for k, v in vals.items() if b[s][k] != v} for s, vals in a.items()}
+# ---------------------------------------------------------------- validation, before anything touches the disk
+
+POOLINGS = ("auto", "cls", "mean", "last")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _check(ok: bool, key: str, value, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r}: {rule}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def validate(cfg: RunConfig, stage: str) -> None:
+    """Refuse settings that cannot give a meaningful run, with one line naming the key: no epoch or
+    batch of size < 1, no learning rate that is not a finite number (> 0; >= 0 for the PLM part, where 0
+    freezes it), a device this machine has, known model / strategy / pooling names."""
+    from clickprompt.ctr import list_ctr
+    from clickprompt.prompting import STRATEGIES
+
+    t = cfg.train
+    for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "patience", "log_every"):
+        _check(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be at least 1")
+    _check(t.grad_accum <= t.batch_size, "train.grad_accum", t.grad_accum, f"cannot exceed train.batch_size ({t.batch_size})")
+    _check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, "must be at least 1 (or null: no cap)")
+    _check(t.save_every >= 0 and t.num_workers >= 0, "train.save_every/num_workers", (t.save_every, t.num_workers), "must be >= 0")
+    _check(_finite(t.lr) and t.lr > 0, "train.lr", t.lr, "must be a finite number > 0")
+    if stage in ("pretrain", "finetune-with-plm"):
+        _check(_finite(t.plm_lr) and t.plm_lr >= 0, "train.plm_lr", t.plm_lr, "must be a finite number >= 0 (0 freezes the PLM)")
+    _check(_finite(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "must be a finite number >= 0")
+    _check(_finite(t.warmup_ratio) and 0 <= t.warmup_ratio < 1, "train.warmup_ratio", t.warmup_ratio, "must be in [0, 1)")
+    _check(t.precision in PRECISIONS, "train.precision", t.precision, f"expected one of {PRECISIONS}")
+    check_device(t.device)
+    _check(cfg.data.max_length >= 8, "data.max_length", cfg.data.max_length, "must be at least 8 tokens")
+    _check(cfg.ctr.model in list_ctr(), "ctr.model", cfg.ctr.model, f"unknown CTR model; known: {', '.join(list_ctr())}")
+    c = cfg.ctr
+    for key in ("embed_dim", "dnn_hidden", "dnn_layers", "attn_heads", "attn_dim"):
+        _check(getattr(c, key) >= 1, f"ctr.{key}", getattr(c, key), "must be at least 1")
+    _check(_finite(c.dropout) and 0 <= c.dropout < 1, "ctr.dropout", c.dropout, "must be in [0, 1)")
+    if stage in ("pretrain", "finetune-with-plm"):
+        _check(cfg.prompt.num_prompts >= 1, "prompt.num_prompts", cfg.prompt.num_prompts, "must be at least 1")
+        _check(cfg.prompt.strategy in STRATEGIES, "prompt.strategy", cfg.prompt.strategy, f"expected one of {STRATEGIES}")
+        _check(cfg.plm.pooling in POOLINGS, "plm.pooling", cfg.plm.pooling, f"expected one of {POOLINGS}")
+
+
+def check_device(name: str) -> None:
+    """One line if `name` is not a device this machine has ("auto", "cpu", "cuda", "cuda:N", "mps")."""
+    import torch
+
+    if name in ("auto", "cpu"):
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device = {name!r}: unknown device (expected auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device = {name!r}: CUDA is not available on this machine (use cpu or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device = {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"train.device = {name!r}: MPS is not available on this machine (use cpu or auto)")
+    elif device.type != "cpu":
+        raise ConfigError(f"train.device = {name!r}: unsupported device type (expected auto, cpu, cuda, cuda:N or mps)")
+
+
+# ---------------------------------------------------------------- the architecture a pretraining run fixes
+
+ARCHITECTURE = ("plm.name", "prompt.num_prompts", "prompt.strategy")  # and every ctr.* key
+
+
+def _get(cfg: RunConfig, dotted: str):
+    section, _, key = dotted.partition(".")
+    return getattr(getattr(cfg, section), key)
+
+
+def inherit_architecture(cfg: RunConfig, pretrained: RunConfig, source: str) -> None:
+    """A finetuning takes its architecture (every ctr.* key, plm.name, prompt.num_prompts, prompt.strategy)
+    from the pretraining run it starts from. A key set on purpose (`cfg.explicit`) to another value is
+    refused with one line naming the key and both values; profile defaults simply yield."""
+    keys = [f"ctr.{f.name}" for f in dataclasses.fields(CTRConfig)] + list(ARCHITECTURE)
+    for key in keys:
+        mine, theirs = _get(cfg, key), _get(pretrained, key)
+        if key in cfg.explicit and mine != theirs:
+            raise ConfigError(f"{key} = {mine!r} conflicts with the pretraining run {source} ({key} = {theirs!r}); "
+                              "the architecture comes from the pretraining run: drop the setting, or pretrain anew")
+        section, _, name = key.partition(".")
+        setattr(getattr(cfg, section), name, theirs)

@@ -77,17 +77,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from clickprompt.config import STAGES, ConfigError, RunConfig, load_stage_config, set_key
+from clickprompt.config import ARCHITECTURE, STAGES, ConfigError, RunConfig, load_stage_config, set_key
 from clickprompt.errors import ClickPromptError
+from clickprompt.formatting import fmt_mean_std, fmt_num, fmt_p, fmt_pct, fmt_signed_ps
+from clickprompt.rundir import RunDir, Stage, identity
 
 TOP_KEYS = {"experiment", "paper", "notes", "profile", "seeds", "settings", "dataset_settings", "matrix", "pretrain",
             "arms", "contrasts", "sweep", "delong", "share_pretraining"}
 ARM_KEYS = {"stage", "pretrained", "set", "reference", "label"}
 PRETRAIN_KEYS = {"set", "label"}
-ARM_STAGES = ("train-ctr", "finetune-with-plm", "finetune-without-plm")
-# settings that never change what a run computes: left out of the run's identity
-NOT_IDENTITY = {"data": {"processed_dir"},
-                "train": {"seed", "device", "num_workers", "log_every", "save_every", "eval_batch_size"}}
+ARM_STAGES = (Stage.TRAIN_CTR, Stage.FINETUNE_WITH_PLM, Stage.FINETUNE_WITHOUT_PLM)
 # Settings added after run directories already existed: left out of the hash while at these values, so
 # the finished runs keep their addresses; any other value is part of the run's identity.
 IDENTITY_IF_NOT = {"train": {"group_by_length": False}}
@@ -242,19 +241,17 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return (self.run_dir / "results.json").exists()
+        return RunDir(self.run_dir).finished
 
     # Read once per summary, after the run finished (a shared reference is compared with many arms).
     @functools.cached_property
     def results(self) -> dict:
-        return json.loads((self.run_dir / "results.json").read_text())
+        return RunDir(self.run_dir).read_results()
 
     @functools.cached_property
     def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(labels, probs) of the finished run's test split."""
-        from clickprompt.checkpoint import read_test_predictions
-
-        return read_test_predictions(self.run_dir)
+        return RunDir(self.run_dir).read_predictions()
 
 
 @dataclass
@@ -301,21 +298,28 @@ def _parse_overrides(overrides) -> dict:
 
 
 def _identity(stage: str, cfg: RunConfig, pretrained_key: str | None) -> dict:
-    d = cfg.to_dict()
-    for section, keys in NOT_IDENTITY.items():
-        for k in keys:
-            d[section].pop(k, None)
+    """What a run directory's address hashes: the run's identity (clickprompt.rundir.identity) without the
+    seed (the address ends in seed-<s>), and the pretraining run's key instead of its path."""
+    d = identity(stage, cfg.to_dict())
+    d["train"].pop("seed")
     for section, defaults in IDENTITY_IF_NOT.items():
         for k, value in defaults.items():
             if d[section].get(k) == value:
                 d[section].pop(k)
-    if stage in ("train-ctr", "finetune-without-plm"):
-        d.pop("plm"), d.pop("prompt")
-        d["train"].pop("plm_lr")
-    if stage == "pretrain":  # the finetuning-only switches
-        d["prompt"].pop("use_prompts")
-        d["plm"].pop("pooling")
     return {"stage": stage, "settings": d, "pretrained": pretrained_key}
+
+
+def _inherit(cfg: RunConfig, pretrained: RunConfig, layers: list[dict], stage: str) -> None:
+    """config.inherit_architecture for an arm: every key the experiment's layers set for this stage counts
+    as explicit, so one that gives the finetuning another architecture than its pretraining is refused."""
+    from clickprompt.config import inherit_architecture
+
+    cfg.explicit = frozenset(dotted for layer in layers for only, dotted in map(_split_key, layer)
+                             if only in (None, stage))
+    try:
+        inherit_architecture(cfg, pretrained, "this arm starts from")
+    except ConfigError as e:
+        raise ExperimentError(str(e)) from None
 
 
 def _slug(text: str) -> str:
@@ -370,10 +374,8 @@ def plan_experiment(exp: Experiment, dataset: str, *, seeds=None, out: str | Pat
         if processed_dir is not None:
             cfg.data.processed_dir = str(processed_dir)
         cfg.train.seed = seed
-        if pretrained is not None:  # the architecture is the pretraining run's (pipeline.finetune does the same)
-            pc = pretrained.cfg
-            cfg.ctr, cfg.plm.name = copy.deepcopy(pc.ctr), pc.plm.name
-            cfg.prompt.num_prompts, cfg.prompt.strategy = pc.prompt.num_prompts, pc.prompt.strategy
+        if pretrained is not None:  # the architecture is the pretraining run's (as in pipeline.finetune)
+            _inherit(cfg, pretrained.cfg, layers, stage)
         key = _hash(_identity(stage, cfg, pretrained.key if pretrained else None))
         run_dir = plan.out / dataset / stage / f"{_slug(_run_label(stage, cfg, pretrained))}-{key}" / f"seed-{seed}"
         if run_dir not in unique:
@@ -408,24 +410,18 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _has_state(run_dir: Path) -> bool:
-    state = run_dir / "state"
-    return (state / "trainer.safetensors").exists() or (state / "trainer_state.json").exists()
-
-
 def execute_run(run: Run, *, force: bool = False, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or read back: the stages reuse a finished run with the same settings) one run of a plan."""
     from clickprompt import pipeline
 
-    if run.done and not force:
-        return json.loads((run.run_dir / "results.json").read_text())
     cfg = copy.deepcopy(run.cfg)
-    kw = dict(force=force, resume=resume and _has_state(run.run_dir) and not force, progress=progress)
-    if run.stage == "train-ctr":
+    kw = dict(force=force, resume=resume and RunDir(run.run_dir).has_state and not force, progress=progress)
+    if run.stage == Stage.TRAIN_CTR:
         return pipeline.train_ctr(cfg, run.run_dir, **kw)
-    if run.stage == "pretrain":
+    if run.stage == Stage.PRETRAIN:
         return pipeline.pretrain(cfg, run.run_dir, **kw)
     pretrained = run.pretrained.run_dir if run.pretrained else None
-    return pipeline.finetune(cfg, run.run_dir, pretrained=pretrained, with_plm=run.stage == "finetune-with-plm", **kw)
+    return pipeline.finetune(cfg, run.run_dir, pretrained=pretrained, with_plm=run.stage == Stage.FINETUNE_WITH_PLM, **kw)
 
 
 def run_experiment(config: str | Path | Experiment, dataset: str, *, seeds=None, out: str | Path = "runs/exp",
@@ -509,25 +505,9 @@ def compare(runs: list[Run], ref_runs: list[Run]) -> dict:
     return out
 
 
-def _fmt_ms(mean: float, std: float, digits: int = 4, n: int = 2) -> str:
-    """"mean ± std" over n seeds; one seed has no spread to show."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    if n < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _fmt_p(p) -> str:
-    return "-" if p is None else f"{p:.3g}"
-
-
-def _fmt_seed_ps(c: dict | None) -> str:
+def _seed_ps(c: dict | None) -> str:
     """Per-seed DeLong p-values, each signed by the direction of that seed's AUC difference."""
-    if not c or not c.get("delong_p_per_seed"):
-        return "-"
-    return ", ".join(f"{'+' if d > 0 else '-' if d < 0 else ''}{p:.2g}"
-                     for d, p in zip(c["auc_diff_per_seed"], c["delong_p_per_seed"]))
+    return fmt_signed_ps(c["auc_diff_per_seed"], c["delong_p_per_seed"]) if c else "-"
 
 
 def _instance_label(inst: dict) -> str:
@@ -593,11 +573,11 @@ def summarize(plan: Plan) -> dict:
                 group["rows"].append(row)
                 ref = row.get("reference")
                 md.append(
-                    f"| {row['label']} | {arm.stage} | {_fmt_ms(*row['test_auc_mean_std'], n=len(seeds))} | "
-                    f"{_fmt_ms(*row['test_logloss_mean_std'], n=len(seeds))} | {row['valid_auc_mean']:.4f} | {ref or '-'} | "
-                    + ("-" if ref is None else f"{100 * row['rel_impr']:+.2f}%") + " | "
-                    + f"{_fmt_p(row.get('ttest_p'))} | {_fmt_p(row.get(delong_key))} |"
-                    + (f" {_fmt_seed_ps(row if ref else None)} |" if per_seed_col else "")
+                    f"| {row['label']} | {arm.stage} | {fmt_mean_std(*row['test_auc_mean_std'], n=len(seeds))} | "
+                    f"{fmt_mean_std(*row['test_logloss_mean_std'], n=len(seeds))} | {fmt_num(row['valid_auc_mean'])} | {ref or '-'} | "
+                    + ("-" if ref is None else fmt_pct(row['rel_impr'])) + " | "
+                    + f"{fmt_p(row.get('ttest_p'))} | {fmt_p(row.get(delong_key))} |"
+                    + (f" {_seed_ps(row if ref else None)} |" if per_seed_col else "")
                 )
             if exp.contrasts:
                 md.append("\n| contrast | Rel.Impr | t-test p | DeLong p |" + (" DeLong p per seed (sign of ΔAUC) |" if per_seed_col else ""))
@@ -605,15 +585,15 @@ def summarize(plan: Plan) -> dict:
                 for a, b in exp.contrasts:
                     c = compare([plan.cells[(pi, ii, a, s)] for s in seeds], [plan.cells[(pi, ii, b, s)] for s in seeds])
                     group["contrasts"].append({"arm": a, "against": b, **c})
-                    md.append(f"| {a} vs {b} | {100 * c['rel_impr']:+.2f}% | {_fmt_p(c['ttest_p'])} | {_fmt_p(c[delong_key])} |"
-                              + (f" {_fmt_seed_ps(c)} |" if per_seed_col else ""))
+                    md.append(f"| {a} vs {b} | {fmt_pct(c['rel_impr'])} | {fmt_p(c['ttest_p'])} | {fmt_p(c[delong_key])} |"
+                              + (f" {_seed_ps(c)} |" if per_seed_col else ""))
             if group["pretraining"]:
                 md.append("\n| pretraining | objective | valid LM loss | value-token acc. (true / shuffled / none prompts) |")
                 md.append("|---|---|---|---|")
                 for p in group["pretraining"]:
                     accs = " / ".join(f"{p[f'value_token_acc_{m}'][0]:.3f}" for m in ("true", "shuffled", "none"))
                     md.append(f"| {p['pretrain']} | {p['objective']} | "
-                              f"{_fmt_ms(*p['valid_loss'], n=len(seeds)) if p['valid_loss'] else '-'} | {accs} |")
+                              f"{fmt_mean_std(*p['valid_loss'], n=len(seeds)) if p['valid_loss'] else '-'} | {accs} |")
             sec["groups"].append(group)
         sections.append(sec)
     summary = {"experiment": exp.name, "config": exp.path, "paper": exp.paper, "dataset": plan.dataset,
@@ -626,7 +606,7 @@ def summarize(plan: Plan) -> dict:
         for s in summary["selection"]:
             md.append(f"| {_instance_label(s['instance'])} | {s['arm']} | "
                       + ", ".join(f"{k}={v}" for k, v in s["point"].items())
-                      + f" | {s['valid_auc_mean']:.4f} | {_fmt_ms(*s['test_auc_mean_std'], n=len(seeds))} |")
+                      + f" | {fmt_num(s['valid_auc_mean'])} | {fmt_mean_std(*s['test_auc_mean_std'], n=len(seeds))} |")
     summary["markdown"] = "\n".join(md)
     return summary
 

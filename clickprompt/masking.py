@@ -16,7 +16,7 @@ Choices made here:
 * Or the random numbers come from `hashed_uniforms(seed, epoch, rows, Z)`: a counter-based hash of
   (seed, epoch, sample index, position), so a sample's masking depends on nothing else -- not on the
   batch it shares, the micro-batch split, nor the number of data-parallel processes. Training uses
-  this (clickprompt.pipeline.text_batcher): 1 and N processes then mask every sample identically.
+  this (clickprompt.batching.text_batcher): 1 and N processes then mask every sample identically.
 """
 
 from __future__ import annotations

@@ -10,25 +10,110 @@ Every head returns a dict with "logits" and, when labels are given, "loss".
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clickprompt.config import PromptConfig
+from clickprompt.checkpoint import check_fingerprint, load_checkpoint, load_state_into, read_checkpoint_config, save_checkpoint
+from clickprompt.config import PromptConfig, RunConfig
+from clickprompt.ctr import create_ctr
 from clickprompt.ctr.base import CTRModel
+from clickprompt.data.schema import FeatureSpec
+from clickprompt.errors import CheckpointError
 from clickprompt.plm.prefix import PLMWithPrompts
 from clickprompt.prompting import PromptGenerator
+from clickprompt.rundir import ModelKind
 
 
-class CTRClassifier(nn.Module):
+class PretrainedMixin:
+    """`save_pretrained(dir)` / `from_pretrained(dir)` in the Hugging Face manner: a checkpoint is
+    config.json (what the weights are: kind, feature spec, settings, the PLM's config, data fingerprint)
+    + model.safetensors + manifest.json (clickprompt.checkpoint), and loading verifies the manifest.
+
+    `config` is the checkpoint config; the stage that builds a model sets it (`checkpoint_config`)."""
+
+    kind: ClassVar[ModelKind]
+    config: dict
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return save_checkpoint(directory, self.state_dict(), {**self.config, "kind": str(self.kind)})
+
+    @classmethod
+    def from_config(cls, config: dict):  # pragma: no cover - every head implements it
+        raise NotImplementedError
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, dataset=None):
+        """The model saved in `directory`, in eval mode; with a PreparedDataset, refused unless the
+        checkpoint was trained on the same id space (fingerprint)."""
+        config, state = load_checkpoint(directory)
+        if config.get("kind") != cls.kind:
+            raise CheckpointError(f"{directory}: holds a {config.get('kind')!r} checkpoint, not {str(cls.kind)!r}")
+        if dataset is not None:
+            check_fingerprint(config, dataset.fingerprint, directory)
+        model = cls.from_config(config)
+        load_state_into(model, state, directory)
+        model.config = config
+        return model.eval()
+
+
+def checkpoint_config(kind: ModelKind, dataset, cfg: RunConfig, settings_sha256: str, **extra) -> dict:
+    """What a checkpoint records about its weights (best/config.json)."""
+    return {
+        "kind": str(kind),
+        "dataset": dataset.name,
+        "data_fingerprint": dataset.fingerprint,
+        "spec": dataset.spec.to_dict(),
+        "run_config": cfg.to_dict(),
+        "settings_sha256": settings_sha256,
+        "clickprompt_version": __import__("clickprompt").__version__,
+        **extra,
+    }
+
+
+def build_clickprompt(cfg: RunConfig, spec: FeatureSpec, *, plm_weights: bool = True, hf_config: dict | None = None):
+    """(core, tokenizer, plm_info): a fresh CTR model, prompt generator and the named PLM (its pretrained
+    weights, or a PLM of the same shape built from `hf_config` when weights come from a checkpoint)."""
+    from clickprompt.plm import load_plm, resolve_plm, wrap_plm
+    from clickprompt.plm.backbone import build_plm_from_config
+
+    if plm_weights:
+        mlm_model, tokenizer, info = load_plm(cfg.plm.name)
+    else:
+        from transformers import AutoConfig, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_plm(cfg.plm.name), local_files_only=True)
+        mlm_model, tokenizer, info = build_plm_from_config(AutoConfig.for_model(**hf_config), tokenizer)
+    ctr = create_ctr(cfg.ctr.model, spec, cfg.ctr)
+    return ClickPromptModel(ctr, wrap_plm(mlm_model), cfg.prompt), tokenizer, info
+
+
+def _core_from_config(config: dict) -> "ClickPromptModel":
+    run_cfg = RunConfig.from_dict(config["run_config"])
+    core, _, _ = build_clickprompt(run_cfg, FeatureSpec.from_dict(config["spec"]), plm_weights=False,
+                                   hf_config=config["hf_config"])
+    return core
+
+
+class CTRClassifier(PretrainedMixin, nn.Module):
     """y = sigma(MLP(q)) (Eq. 10 / Sec 2.1): the CTR model with the BCE loss of Eq. 2.
 
     Its state dict is the bare CTR model's under the prefix `ctr.`, so a ClickPrompt w/o PLM
     checkpoint loads into the plain CTR model and the inference graph is exactly the backbone's."""
 
+    kind = ModelKind.CTR
+
     def __init__(self, ctr: CTRModel):
         super().__init__()
         self.ctr = ctr
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CTRClassifier":
+        run_cfg = RunConfig.from_dict(config["run_config"])
+        return cls(create_ctr(run_cfg.ctr.model, FeatureSpec.from_dict(config["spec"]), run_cfg.ctr))
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor | None = None, **_) -> dict:
         logits = self.ctr(ids)  # (B,)
@@ -80,7 +165,7 @@ class ClickPromptModel(nn.Module):
         return q, out
 
 
-class ClickPromptForPretraining(nn.Module):
+class ClickPromptForPretraining(PretrainedMixin, nn.Module):
     """PA-MLM (Sec 3.5.1): recover masked text tokens from the text context and the soft prompts
     generated from the intact ID features. The vocabulary projection runs at masked positions only.
 
@@ -89,9 +174,15 @@ class ClickPromptForPretraining(nn.Module):
     (rebuilt here from the labels), see clickprompt.plm.prefix_seq2seq. With `clm_labels` (GPT-2) PA-CLM
     (App. C.3): the next-token loss over the unmasked text, prompts as layer-wise prefixes."""
 
+    kind = ModelKind.PRETRAIN
+
     def __init__(self, core: ClickPromptModel):
         super().__init__()
         self.core = core
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ClickPromptForPretraining":
+        return cls(_core_from_config(config))
 
     def forward(self, ids, input_ids, attention_mask, mlm_labels=None, clm_labels=None, prompt_mode: str = "true",
                 **_) -> dict:
@@ -107,7 +198,7 @@ class ClickPromptForPretraining(nn.Module):
         return out
 
 
-class ClickPromptForCTR(nn.Module):
+class ClickPromptForCTR(PretrainedMixin, nn.Module):
     """Finetuning with PLM (Sec 3.5.2, Eq. 9):
         y_CTR = MLP(q),  y_PLM = MLP(Pooling(h_{L+1})),  y = sigma(alpha * y_CTR + (1 - alpha) * y_PLM)
     with alpha a learnable scalar (initialised at 0.5).
@@ -117,6 +208,8 @@ class ClickPromptForCTR(nn.Module):
     decoder state at the final </s>). dropout: the head's dropout, by default the PLM's own hidden
     dropout (0.1 for BERT/RoBERTa/GPT-2/BART checkpoints), as transformers' classification heads do."""
 
+    kind = ModelKind.CLICKPROMPT_CTR
+
     def __init__(self, core: ClickPromptModel, pooling: str = "auto", dropout: float | None = None):
         super().__init__()
         self.core = core
@@ -125,6 +218,10 @@ class ClickPromptForCTR(nn.Module):
         H = core.plm.hidden_size
         self.plm_head = nn.Sequential(nn.Linear(H, H), nn.Tanh(), nn.Dropout(dropout), nn.Linear(H, 1))  # Eq. 8
         self.alpha = nn.Parameter(torch.tensor(0.5))
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ClickPromptForCTR":
+        return cls(_core_from_config(config), pooling=RunConfig.from_dict(config["run_config"]).plm.pooling)
 
     def forward(self, ids, input_ids, attention_mask, labels=None, prompt_mode: str = "true", **_) -> dict:
         q, hidden = self.core(ids, input_ids, attention_mask, prompt_mode=prompt_mode)
@@ -136,3 +233,33 @@ class ClickPromptForCTR(nn.Module):
         if labels is not None:
             out["loss"] = F.binary_cross_entropy_with_logits(logits.float(), labels.float())  # Eq. 2
         return out
+
+
+MODEL_CLASSES: dict[ModelKind, type[PretrainedMixin]] = {
+    ModelKind.CTR: CTRClassifier, ModelKind.PRETRAIN: ClickPromptForPretraining,
+    ModelKind.CLICKPROMPT_CTR: ClickPromptForCTR,
+}
+
+
+def load_pretrained(directory: str | Path, dataset=None):
+    """Any checkpoint (a run's best/ or the run directory): (model in eval mode, its config, tokenizer or
+    None for a CTR model). The tokenizer is the one the run saved beside its checkpoint."""
+    from clickprompt.checkpoint import checkpoint_dir
+
+    directory = checkpoint_dir(directory)
+    kind = read_checkpoint_config(directory).get("kind")
+    try:
+        cls = MODEL_CLASSES[ModelKind(kind)]
+    except ValueError:
+        raise CheckpointError(f"{directory}: unknown checkpoint kind {kind!r}") from None
+    model = cls.from_pretrained(directory, dataset)
+    tokenizer = None
+    if cls.kind.has_prompts:
+        from transformers import AutoTokenizer
+
+        from clickprompt.plm import resolve_plm
+
+        saved = directory.parent / model.config.get("tokenizer", "tokenizer")
+        source = saved if saved.is_dir() else resolve_plm(RunConfig.from_dict(model.config["run_config"]).plm.name)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    return model, model.config, tokenizer

@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 
 from clickprompt import paper_numbers as P
-from clickprompt.checkpoint import read_test_predictions
 from clickprompt.evaluation import delong_per_seed, mean_std, paired_ttest, rel_impr
+from clickprompt.rundir import RunDir, Stage
 
 DASH = "—"
 ANALYSIS_FILES = ("long_tail.json", "attention.json", "latency.json")
@@ -89,7 +89,7 @@ class Run:
     @functools.cached_property
     def predictions(self):
         """(labels, probs) on the test split, read once per run (Tables 2-4 and 6 compare a run many times)."""
-        return read_test_predictions(self.path)
+        return RunDir(self.path).read_predictions()
 
 
 @dataclass
@@ -133,13 +133,13 @@ def plm_label(name: str | None) -> str:
 def _role(stage: str, cfg: dict, results: dict) -> str:
     prompt = cfg.get("prompt", {})
     pretrained = bool(cfg.get("pretrained") or results.get("pretrained"))
-    if stage == "train-ctr":
+    if stage == Stage.TRAIN_CTR:
         return "scratch"
-    if stage == "pretrain":
+    if stage == Stage.PRETRAIN:
         return "pretrain"
-    if stage == "finetune-without-plm":
+    if stage == Stage.FINETUNE_WITHOUT_PLM:
         return "wo" if pretrained else "wo-no-pretrain"
-    if stage == "finetune-with-plm":
+    if stage == Stage.FINETUNE_WITH_PLM:
         prompts = prompt.get("use_prompts", True)
         layerwise = prompt.get("strategy", "layerwise") == "layerwise"
         if prompts and pretrained:
@@ -192,6 +192,7 @@ def discover(run_dirs) -> tuple[list[Group], list[dict], list[str]]:
     runs: dict[Path, Run] = {}
     analyses: list[dict] = []
     notes: list[str] = []
+    stale: list[tuple[Path, str]] = []
     seen_files: set[Path] = set()
     extra: list[Path] = []
 
@@ -199,6 +200,12 @@ def discover(run_dirs) -> tuple[list[Group], list[dict], list[str]]:
         d = d.resolve()
         if d in runs or not (d / "results.json").exists():
             return
+        verdict = RunDir(d).verify()
+        if verdict.status == "damaged":
+            notes.append(f"skipped {shown(d)}: {verdict.reason}")
+            return
+        if verdict.status == "stale":
+            stale.append((d, verdict.reason))
         try:
             results = json.loads((d / "results.json").read_text())
             config = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
@@ -248,6 +255,9 @@ def discover(run_dirs) -> tuple[list[Group], list[dict], list[str]]:
         groups[key].runs.append(run)
     for g in groups.values():
         g.runs.sort(key=lambda r: (r.seed is None, r.seed if isinstance(r.seed, (int, float)) else 0))
+    for reason in sorted({r for _, r in stale}):
+        paths = [shown(d) for d, r in stale if r == reason]
+        notes.append(f"{len(paths)} run(s) not verified, {reason}: {', '.join(paths[:3])}" + (" ..." if len(paths) > 3 else ""))
     return list(groups.values()), analyses, notes
 
 
@@ -603,16 +613,11 @@ def table5(doc: Doc, groups: list[Group], ds: str) -> None:
 
 def _analysis_dataset(group: Group, processed_dir):
     """The prepared dataset a group's runs were trained on (refused if its fingerprint differs)."""
-    from clickprompt.checkpoint import check_fingerprint
-    from clickprompt.data.dataset import PreparedDataset
+    from clickprompt.checkpoint import check_fingerprint, read_checkpoint_config
 
-    run = group.runs[0]
-    root = Path(processed_dir) if processed_dir else Path(run.config.get("data", {}).get("processed_dir", "data/processed"))
-    ds = PreparedDataset(root / group.dataset)
-    for r in group.runs:
-        ckpt = r.path / "best" / "config.json"
-        if ckpt.exists():
-            check_fingerprint(json.loads(ckpt.read_text()), ds.fingerprint, r.path)
+    ds = RunDir(group.runs[0].path).dataset(processed_dir)
+    for r in group.runs[1:]:
+        check_fingerprint(read_checkpoint_config(RunDir(r.path).checkpoint()), ds.fingerprint, r.path)
     return ds
 
 
@@ -720,11 +725,10 @@ def table7(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
     pre = pick(groups, ds, "pretrain", prefer_ctr="dcnv2")
     if compute and pre is not None:
         from clickprompt.analysis import prompt_attention
-        from clickprompt.pipeline import load_run_model
 
         try:
             dsobj = _analysis_dataset(pre, processed_dir)
-            model, config, tokenizer = load_run_model(pre.runs[0].path, dsobj)
+            model, config, tokenizer = RunDir(pre.runs[0].path).load_model(dsobj)
             table = prompt_attention(model, tokenizer, dsobj, "test", row)
             source = f"{pre.label}, {shown(pre.runs[0].path)}, test row {row}, last layer, value tokens masked"
         except Exception as e:  # noqa: BLE001 - a missing checkpoint or dataset must not stop the report

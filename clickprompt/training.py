@@ -29,13 +29,14 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from clickprompt.checkpoint import atomic_write_text, check_fingerprint, save_checkpoint
+from clickprompt.checkpoint import (
+    check_fingerprint, load_verified_tensors, read_tensor_header, save_checkpoint, save_verified_tensors,
+)
 from clickprompt.config import TrainConfig
 from clickprompt.errors import CheckpointError, ClickPromptError
+from clickprompt.rundir import RunDir
 
 
 class TrainingError(ClickPromptError):
@@ -204,6 +205,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, param_groups: list[
     return torch.optim.AdamW(kept, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
+def plm_param_groups(model, plm, lr: float, plm_lr: float) -> list[dict]:
+    """Optimizer groups (Sec 4.1.4): the CTR part (CTR model, prompt generator, heads) at `lr`, the PLM at
+    `plm_lr` (0 freezes it: see make_optimizer)."""
+    plm_ids = {id(p) for p in plm.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in plm_ids], "lr": lr},
+            {"params": list(plm.parameters()), "lr": plm_lr}]
+
+
 def make_schedule(optimizer, total_steps: int, warmup_ratio: float, schedule: str):
     warmup = int(round(warmup_ratio * total_steps))
 
@@ -217,8 +226,23 @@ def make_schedule(optimizer, total_steps: int, warmup_ratio: float, schedule: st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _rng_state() -> torch.Tensor:
-    return torch.get_rng_state()
+def _rng_states() -> dict[str, torch.Tensor]:
+    """The random states dropout draws from: the CPU generator, and every CUDA device's where CUDA is in use
+    (a resumed GPU run must draw the dropout masks the uninterrupted one would have)."""
+    states = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return states
+
+
+def _restore_rng_states(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+TRAINER_STATE = "trainer.safetensors"
 
 
 def _save_trainer_state(path: Path, model, best_state, optimizer, scheduler, info: dict) -> None:
@@ -229,34 +253,31 @@ def _save_trainer_state(path: Path, model, best_state, optimizer, scheduler, inf
     for idx, st in opt["state"].items():
         for k, v in st.items():
             tensors[f"opt.{idx}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-    tensors["rng.torch"] = _rng_state()
+    tensors.update(_rng_states())
     path.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({**info, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict()}, default=str)
-    tmp = path / f".trainer.safetensors.tmp-{os.getpid()}"
-    # ONE file holds tensors and counters (the JSON rides in the safetensors header), replaced in one
-    # rename: a kill at any instant leaves the previous state or the new one, never a mix of both.
-    # Tied parameters appear once per name; clone so safetensors sees no shared storage.
-    save_file({k: v.clone() for k, v in tensors.items()}, str(tmp), metadata={"trainer_state": meta})
-    os.replace(tmp, path / "trainer.safetensors")
-    atomic_write_text(path / "trainer_state.json", meta)  # a readable copy (read back only for pre-header states)
+    # ONE file holds tensors and counters (the JSON rides in the safetensors header) with the payload's
+    # SHA-256, replaced in one rename: a kill at any instant leaves the previous state or the new one,
+    # never a mix, and a damaged file is refused by name.
+    save_verified_tensors(path / TRAINER_STATE, tensors, {"trainer_state": meta})
 
 
 def read_trainer_meta(path: str | Path) -> dict | None:
     """The counters of a resumable state directory (epoch, step, best metric, history, dataset
-    fingerprint), or None where there is no saved state."""
-    file = Path(path) / "trainer.safetensors"
+    fingerprint), or None where there is no saved state. A damaged file: one-line CheckpointError."""
+    file = Path(path) / TRAINER_STATE
     if not file.exists():
         return None
-    with safe_open(str(file), "pt") as f:
-        meta = (f.metadata() or {}).get("trainer_state")
-    if meta is None and (Path(path) / "trainer_state.json").exists():  # states written before 0.1.0's header copy
-        return json.loads((Path(path) / "trainer_state.json").read_text())
-    return json.loads(meta) if meta is not None else None
+    meta = read_tensor_header(file).get("trainer_state")
+    try:
+        return json.loads(meta) if meta is not None else None
+    except ValueError:
+        raise CheckpointError(f"{file}: unreadable trainer counters (file damaged)") from None
 
 
 def _load_trainer_state(path: Path, model, optimizer, scheduler) -> tuple[dict, dict | None]:
+    tensors, _ = load_verified_tensors(path / TRAINER_STATE)
     meta = read_trainer_meta(path)
-    tensors = load_file(str(path / "trainer.safetensors"))
     saved = {k[6:]: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if saved != own:
@@ -275,7 +296,7 @@ def _load_trainer_state(path: Path, model, optimizer, scheduler) -> tuple[dict, 
     groups = meta["param_groups"]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
+    _restore_rng_states(tensors)
     return meta, best
 
 
@@ -284,10 +305,10 @@ def train(
     make_batch: Callable[[np.ndarray], dict],
     n_train: int,
     cfg: TrainConfig,
-    run_dir: str | Path | None = None,
+    run: RunDir | str | Path | None = None,
     *,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
-    monitor: str = "auc",
+    monitor: str = "valid_auc",
     mode: str = "max",
     param_groups: list[dict] | None = None,
     checkpoint_config: dict | None = None,
@@ -317,8 +338,8 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
 
-    run_dir = Path(run_dir) if run_dir is not None else None
-    state_dir = run_dir / "state" if run_dir is not None else None
+    run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
+    state_dir = run.state if run is not None else None
     sign = 1.0 if mode == "max" else -1.0
     epoch, step_in_epoch, global_step, bad_epochs = 0, 0, 0, 0
     best_metric, best_epoch, best_state, history = None, None, None, []
@@ -334,13 +355,13 @@ def train(
         epoch, step_in_epoch, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
         best_metric, best_epoch, bad_epochs, history = meta["best_metric"], meta["best_epoch"], meta["bad_epochs"], meta["history"]
         running = list(meta.get("running", [])) if step_in_epoch else []
-        if run_dir is not None and main:  # a kill between the metrics line and the state save: no duplicates
-            atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if run is not None and main:  # a kill between the metrics line and the state save: no duplicates
+            run.rewrite_metrics(history)
         if main and progress:
             print(f"resumed from {state_dir}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}")
-    elif run_dir is not None and main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    elif run is not None and main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.metrics_path.unlink(missing_ok=True)
         if state_dir.exists():  # an older run's state must never be resumed into this one
             shutil.rmtree(state_dir)
 
@@ -414,14 +435,14 @@ def train(
             train_loss = float(t) / world
         record = {"epoch": epoch + 1, "step": global_step, "train_loss": train_loss}
         if evaluate is not None:
-            metrics = evaluate(model)
-            record.update({f"valid_{k}": v for k, v in metrics.items()})
+            metrics = evaluate(model)  # named as they are recorded: valid_auc, valid_mlm_loss, ...
+            record.update(metrics)
             value = metrics.get(monitor)
             if value is not None and (best_metric is None or sign * value > sign * best_metric):
                 best_metric, best_epoch, bad_epochs = value, epoch + 1, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                if run_dir is not None and main and checkpoint_config is not None:
-                    save_checkpoint(run_dir / "best", best_state, {**checkpoint_config, "epoch": epoch + 1, monitor: value})
+                if run is not None and main and checkpoint_config is not None:
+                    save_checkpoint(run.best, best_state, {**checkpoint_config, "epoch": epoch + 1, monitor: value})
             else:
                 bad_epochs += 1
         record["elapsed_s"] = round(t_train, 3)
@@ -429,9 +450,8 @@ def train(
         if main and progress:
             shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}
             tqdm.write(json.dumps(shown))
-        if run_dir is not None and main:
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if run is not None and main:
+            run.append_metrics(record)
         epoch += 1
         step_in_epoch = 0
         running = []
@@ -442,12 +462,12 @@ def train(
 
     if best_state is not None:
         model.load_state_dict(best_state)
-        best_dir = run_dir / "best" if run_dir is not None else None
+        best_dir = run.best if run is not None else None
         if best_dir is not None and main and checkpoint_config is not None and not (best_dir / "model.safetensors").exists():
             # killed while best/ was being swapped for a newer one: write it again from the trainer state
             save_checkpoint(best_dir, best_state, {**checkpoint_config, "epoch": best_epoch, monitor: best_metric})
-    elif run_dir is not None and main and checkpoint_config is not None:
-        save_checkpoint(run_dir / "best", model.state_dict(), {**checkpoint_config, "epoch": epoch})
+    elif run is not None and main and checkpoint_config is not None:
+        save_checkpoint(run.best, model.state_dict(), {**checkpoint_config, "epoch": epoch})
     return TrainResult(
         best_metric=best_metric, best_epoch=best_epoch, epochs_run=epoch, steps=global_step, history=history,
         samples_per_s=samples_seen / t_train if t_train else 0.0, stopped_early=stopped_early,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clickprompt.checkpoint import read_test_predictions
+from clickprompt.rundir import RunDir
 from clickprompt.evaluation import delong_per_seed, mean_std, paired_ttest, rel_impr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def section(runs: Path) -> list[str]:
         )
     with_plm = [(s, f, r) for s in pre for f, r in seeds(group_dir(runs, "with-plm", s)).items()]
     # DeLong of each with-PLM run against the DCNv2 run of its finetuning seed, and all runs combined
-    seedwise = delong_per_seed([(*read_test_predictions(r["dir"]), read_test_predictions(base[f]["dir"])[1])
+    seedwise = delong_per_seed([(*RunDir(r["dir"]).read_predictions(), RunDir(base[f]["dir"]).read_predictions()[1])
                                 for _, f, r in with_plm])
     for (s, f, r), p in zip(with_plm, seedwise["p"]):
         lines.append(

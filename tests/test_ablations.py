@@ -16,7 +16,9 @@ from clickprompt.checkpoint import load_checkpoint
 from clickprompt.cli import main as cli_main
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.text import TokenCache
-from clickprompt.pipeline import finetune, load_run_model, pretrain, text_batcher
+from clickprompt.batching import text_batcher
+from clickprompt.model import load_pretrained
+from clickprompt.pipeline import finetune, finetune_model, pretrain
 from clickprompt.plm import load_plm
 from analysis_helpers import tiny_cfg as _cfg
 from test_clickprompt_pipeline import tiny_bert, tiny_data  # noqa: F401  (shared module-scoped fixtures)
@@ -42,10 +44,14 @@ def _plm_checkpoint_state(plm_dir) -> dict:
     return {f"core.plm.model.{k}": v for k, v in model.state_dict().items()}
 
 
-def test_full_clickprompt_loads_everything_pretrained(pretrained, tiny_data, tmp_path):
-    finetune(_cfg("finetune-with-plm", tiny_data, "unused", train__max_steps=0), tmp_path / "cp",
-             pretrained=pretrained, with_plm=True, progress=False)
-    pre, ft = _state(pretrained), _state(tmp_path / "cp")
+def _initial(cfg, tiny_data, pretrained, with_plm=True) -> dict:
+    """The state a finetuning starts from, before its first step."""
+    model, _ = finetune_model(cfg, PreparedDataset(tiny_data / "tiny"), pretrained=pretrained, with_plm=with_plm)
+    return model.state_dict()
+
+
+def test_full_clickprompt_loads_everything_pretrained(pretrained, tiny_data):
+    pre, ft = _state(pretrained), _initial(_cfg("finetune-with-plm", tiny_data, "unused"), tiny_data, pretrained)
     shared = [k for k in pre if k in ft]  # tied weights are saved under one of their names
     assert len(shared) > 0.9 * len(pre)
     for k in shared:  # CTR model, generator and PLM all come from PA-MLM
@@ -55,16 +61,16 @@ def test_full_clickprompt_loads_everything_pretrained(pretrained, tiny_data, tmp
 
 def test_wo_prompt_keeps_pa_mlm_weights_and_drops_the_interface(pretrained, tiny_data, tmp_path):
     out = tmp_path / "wo-prompt"
-    finetune(_cfg("finetune-with-plm", tiny_data, "unused", prompt__use_prompts=False, train__max_steps=0), out,
-             pretrained=pretrained, with_plm=True, progress=False)
-    pre, ft = _state(pretrained), _state(out)
+    cfg = _cfg("finetune-with-plm", tiny_data, "unused", prompt__use_prompts=False)
+    pre, ft = _state(pretrained), _initial(cfg, tiny_data, pretrained)
+    finetune(cfg, out, pretrained=pretrained, with_plm=True, progress=False)
     assert not any(k.startswith("core.generator.") for k in ft)
     kept = [k for k in pre if k.startswith(("core.ctr.", "core.plm.")) and k in ft]
     assert "core.ctr.embedding.embedding.weight" in kept and sum(k.startswith("core.plm.") for k in kept) > 10
     for k in kept:
         assert torch.equal(ft[k], pre[k]), k  # semantic-aware initialisation kept
     # two towers: y = alpha * y_CTR + (1 - alpha) * y_PLM(text alone); prompts have no way in
-    model, config, tok = load_run_model(out)
+    model, config, tok = load_pretrained(out)
     ds = PreparedDataset(tiny_data / "tiny")
     batch = text_batcher(ds.split("test"), TokenCache.for_dataset(tok, ds, 64))(np.arange(16))
     batch.pop("labels")
@@ -82,10 +88,8 @@ def test_wo_prompt_keeps_pa_mlm_weights_and_drops_the_interface(pretrained, tiny
 
 
 def test_wo_pretrain_starts_from_the_plm_checkpoint(pretrained, tiny_data, tiny_bert, tmp_path):
-    out = tmp_path / "wo-pretrain"
-    finetune(_cfg("finetune-with-plm", tiny_data, tiny_bert, train__max_steps=0), out, pretrained=None,
-             with_plm=True, progress=False)
-    ft, pre, ckpt = _state(out), _state(pretrained), _plm_checkpoint_state(tiny_bert)
+    ft = _initial(_cfg("finetune-with-plm", tiny_data, tiny_bert), tiny_data, None)
+    pre, ckpt = _state(pretrained), _plm_checkpoint_state(tiny_bert)
     compared = [k for k in ckpt if k in ft]  # tied weights are saved under one of their names
     assert len(compared) > 0.9 * len(ckpt)
     for k in compared:
@@ -111,7 +115,7 @@ def test_wo_layerwise_uses_input_prompts_in_both_stages(tiny_data, tiny_bert, tm
     out = tmp_path / "ft-input"
     # the finetuning config says layerwise: the architecture comes from the pretraining run
     finetune(_cfg("finetune-with-plm", tiny_data, "unused"), out, pretrained=pre, with_plm=True, progress=False)
-    model, config, _ = load_run_model(out)
+    model, config, _ = load_pretrained(out)
     assert config["run_config"]["prompt"]["strategy"] == "input"
     gen = model.core.generator
     assert gen.strategy == "input" and gen.num_nets == config["run_config"]["prompt"]["num_prompts"]

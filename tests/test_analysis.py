@@ -15,7 +15,8 @@ from analysis_helpers import tiny_cfg, tiny_runs
 from clickprompt import analysis as A
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.evaluation import ctr_metrics
-from clickprompt.pipeline import build_clickprompt, load_run_model
+from clickprompt.model import build_clickprompt
+from clickprompt.model import load_pretrained
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,8 +33,8 @@ def env(tmp_path_factory):
     e = tiny_runs(tmp_path_factory)
     ds = PreparedDataset(e["data"] / "tiny")
     runs = e["runs"]
-    return {**e, "ds": ds, "ctr": load_run_model(runs / "dcnv2", ds), "pre": load_run_model(runs / "pretrain", ds),
-            "with": load_run_model(runs / "with-plm", ds)}
+    return {**e, "ds": ds, "ctr": load_pretrained(runs / "dcnv2", ds), "pre": load_pretrained(runs / "pretrain", ds),
+            "with": load_pretrained(runs / "with-plm", ds)}
 
 
 # ------------------------------------------------------------------ long tail (Table 6)

@@ -125,3 +125,22 @@ def test_no_run_selected(monkeypatch, tiny_runs):
     at.sidebar.multiselect(key="runs").set_value([]).run()
     _no_errors(at)
     assert any("Select at least one run" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("tab", [None, "Score samples", "Soft-prompt attention", "Attributions", "Long tail",
+                                 "Runs & latency"])
+def test_a_damaged_run_is_listed_with_its_reason_and_never_loaded(monkeypatch, tiny_runs, tmp_path, tab):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_runs, runs)
+    weights = runs / "finetune-with-plm" / "best" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)  # 4 KiB zeroed
+    weights.write_bytes(bytes(data))
+    at = _app(monkeypatch, runs, tab)
+    _no_errors(at)
+    warnings = [w.value for w in at.sidebar.warning]
+    assert len(warnings) == 1 and "**finetune-with-plm** is damaged" in warnings[0]
+    assert f"{weights}: checksum mismatch" in warnings[0]
+    assert "finetune-with-plm" not in at.sidebar.multiselect(key="runs").options

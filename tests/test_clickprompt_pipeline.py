@@ -17,7 +17,9 @@ from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.prepare import prepare
 from clickprompt.data.sources.base import RawTable, Source, SourceSpec
 from clickprompt.errors import CheckpointError
-from clickprompt.pipeline import evaluate_run, finetune, load_run_model, predict_probs, pretrain, quick, train_ctr
+from clickprompt.batching import predict_probs
+from clickprompt.model import load_pretrained
+from clickprompt.pipeline import evaluate_run, finetune, finetune_model, pretrain, quick, train_ctr
 from clickprompt.plm.tiny import make_tiny_plm
 
 from analysis_helpers import GENRES, OCCUPATIONS, TINY_FIELDS
@@ -117,7 +119,7 @@ def test_finetune_without_plm_is_the_plain_ctr_model(pretrained_bert, tiny_data,
     plain.load_state_dict({k[len("ctr."):]: v for k, v in state.items()})
     plain.eval()
     ids = torch.from_numpy(ds.split("test").ids)
-    model, _, _ = load_run_model(out, ds)
+    model, _, _ = load_pretrained(out, ds)
     with torch.no_grad():
         assert torch.equal(plain(ids), model(ids)["logits"])
     saved = pd.read_parquet(out / "predictions_test.parquet")["prob"].to_numpy()
@@ -126,10 +128,10 @@ def test_finetune_without_plm_is_the_plain_ctr_model(pretrained_bert, tiny_data,
 
 def test_finetune_without_plm_starts_from_pretrained_ctr_weights(pretrained_bert, tiny_data, tmp_path):
     run, _ = pretrained_bert
-    cfg = _cfg("finetune-without-plm", tiny_data, "unused", train__max_steps=0)
+    cfg = _cfg("finetune-without-plm", tiny_data, "unused")
     _, pre_state = load_checkpoint(run / "best")
-    finetune(cfg, tmp_path / "wo0", pretrained=run, with_plm=False, progress=False)
-    _, state = load_checkpoint(tmp_path / "wo0" / "best")
+    model, _ = finetune_model(cfg, PreparedDataset(tiny_data / "tiny"), pretrained=run, with_plm=False)
+    state = model.state_dict()
     for k, v in pre_state.items():
         if k.startswith("core.ctr.") and not k.startswith("core.ctr.head."):
             assert torch.equal(state[k[len("core."):]], v), k
@@ -141,7 +143,7 @@ def test_finetune_with_plm_and_reload(pretrained_bert, tiny_data, tmp_path):
     result = finetune(_cfg("finetune-with-plm", tiny_data, "unused"), out, pretrained=run, with_plm=True, progress=False)
     assert result["steps"] == 4 and 0 < result["test"]["n"]
     assert "alpha" in result
-    model, config, tok = load_run_model(out)
+    model, config, tok = load_pretrained(out)
     assert config["kind"] == "clickprompt-ctr"
     ds = PreparedDataset(tiny_data / "tiny")
     probs = predict_probs(model, config, tok, ds, "test")

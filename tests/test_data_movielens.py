@@ -103,8 +103,11 @@ def test_ml100k_grouplens_and_recbole_layouts_prepare_to_the_same_dataset(real_r
     prepare("ml-100k", real_raw_ml100k, tmp_path / "b")
     for name in [f"{s}.parquet" for s in SPLITS] + ["vocab.parquet"]:
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / name), pd.read_parquet(tmp_path / "b" / name))
-    for name in ("schema.json", "stats.json"):
-        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    assert (tmp_path / "a" / "schema.json").read_text() == (tmp_path / "b" / "schema.json").read_text()
+    stats_a, stats_b = (json.loads((tmp_path / d / "stats.json").read_text()) for d in "ab")
+    assert stats_a.pop("encodings") == {"u.data": "ascii", "u.user": "ascii", "u.item": "latin-1"}
+    assert stats_b.pop("encodings") == {"ml-100k.inter": "utf-8", "ml-100k.user": "utf-8", "ml-100k.item": "utf-8"}
+    assert stats_a == stats_b  # everything else is the same dataset
     titles = PreparedDataset(tmp_path / "b").vocab.query("field == 'title'").value
     assert "Land Before Time III: The Time of the Great Giving (1995) (V)" in set(titles)  # GroupLens' title
 

@@ -14,7 +14,10 @@ from clickprompt.config import load_stage_config
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.prepare import prepare
 from clickprompt.data.text import TokenCache
-from clickprompt.pipeline import build_clickprompt, finetune, load_run_model, predict_probs, pretrain, text_batcher
+from clickprompt.batching import predict_probs, text_batcher
+from clickprompt.model import build_clickprompt
+from clickprompt.model import load_pretrained
+from clickprompt.pipeline import finetune, pretrain
 from clickprompt.plm.tiny import make_tiny_plm
 from test_clickprompt_pipeline import TinySource
 
@@ -55,7 +58,7 @@ def test_pretrain_and_finetune_through_the_pipeline(tiny_data, tiny_plm, tmp_pat
     r = finetune(_cfg("finetune-with-plm", tiny_data, "unused"), out, pretrained=tmp_path / "pre", with_plm=True,
                  progress=False)
     assert r["steps"] == 4 and r["test"]["auc"] is not None and "alpha" in r
-    model, config, tok = load_run_model(out)
+    model, config, tok = load_pretrained(out)
     assert model.pooling == "last"  # plm.pooling "auto": last real token (GPT-2) / decoder's final state (BART)
     ds = PreparedDataset(tiny_data / "tiny")
     saved = pd.read_parquet(out / "predictions_test.parquet")["prob"].to_numpy()

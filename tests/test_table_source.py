@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from clickprompt.data.dataset import PreparedDataset
-from clickprompt.data.prepare import prepare, split_sizes
-from clickprompt.data.sources.table import TableSchema, TableSource, prepare_table, source_for
+from clickprompt.data.prepare import prepare, prepare_table, split_sizes
+from clickprompt.data.sources import source_for
+from clickprompt.data.sources.table import TableSchema, TableSource
 from clickprompt.errors import DataError
 
 N = 240
@@ -86,7 +87,7 @@ def test_csv_with_threshold_neutral_and_time_split(tmp_path):
     assert rows.userId.tolist() == expect.userId.astype(str).tolist()  # integer ids stay "7", not "7.0"
     assert set(rows.genre) == {"Comedy", "Drama"}  # stripped
     ds = PreparedDataset(out)
-    assert ds.name == "table" and ds.spec.displays == ["User ID", "Movie ID", "Title", "Genre", "City"]
+    assert ds.name == "tiny-movies" and ds.spec.displays  # "table" takes the schema's name == ["User ID", "Movie ID", "Title", "Genre", "City"]
     e = expect.iloc[0]
     city = e.city or "unknown"
     assert ds.texts("train", rows=[0])[0] == (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,9 +29,11 @@ from clickprompt.config import load_config
 from clickprompt.ctr import create_ctr
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.synthetic import make_tiny_dataset
+from clickprompt.batching import ctr_batcher
 from clickprompt.errors import CheckpointError
 from clickprompt.model import CTRClassifier
-from clickprompt.pipeline import ctr_batcher, evaluator, load_ctr_classifier, train_ctr
+from clickprompt.pipeline import evaluator, train_ctr
+from clickprompt.rundir import RunError
 from clickprompt.training import TrainingError, autocast_dtype, predict, read_trainer_meta, train
 
 TINY_CTR = {"ctr.embed_dim": 8, "ctr.dnn_hidden": 32, "ctr.dnn_layers": 2}
@@ -78,13 +81,12 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(data_root, 
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     full = _cli(data_root, reference, popen=True)  # the uninterrupted run, alongside (one thread each)
     proc = _cli(data_root, killed, popen=True)
-    state_copy = killed / "state" / "trainer_state.json"  # rewritten (atomically) at every save
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                meta = json.loads(state_copy.read_text())
-            except (OSError, ValueError):
+            try:  # the trainer state is replaced (atomically) at every save
+                meta = read_trainer_meta(killed / "state")
+            except (OSError, ValueError, CheckpointError):
                 meta = None
             if meta and meta["epoch"] >= 2 and meta["step_in_epoch"] > 0:  # in the middle of epoch 3
                 proc.send_signal(signal.SIGKILL)
@@ -159,15 +161,25 @@ def test_checkpoint_from_other_data_is_refused(data_root, tmp_path):
     train_ctr(_cfg(data_root, **{"train.epochs": 1}), run, progress=False)
     other = PreparedDataset(data_root / "tiny-other")
     with pytest.raises(CheckpointError, match="fingerprint") as err:
-        load_ctr_classifier(run / "best", other)
+        CTRClassifier.from_pretrained(run / "best", other)
     msg = str(err.value)
     assert "tiny-ml" in msg and other.fingerprint in msg and "ids would not mean the same thing" in msg
 
-    # resuming the run on the other dataset is refused too, before the run's config.json is touched
+    # the finished run is not reused for, nor resumed on, the other dataset; its config.json stays as it was
     config_before = (run / "config.json").read_text()
     cfg = _cfg(data_root, dataset="tiny-other", **{"train.epochs": 1})
-    with pytest.raises(CheckpointError, match="fingerprint"):
+    with pytest.raises(RunError, match="finished with other settings.*data.dataset: 'tiny-ml' -> 'tiny-other'"):
         train_ctr(cfg, run, resume=True, progress=False)
+    assert (run / "config.json").read_text() == config_before
+
+    # same name, re-prepared from other data (another folder): refused by fingerprint, unfinished or not
+    moved = tmp_path / "moved"
+    shutil.copytree(data_root / "tiny-other", moved / "tiny-ml")
+    with pytest.raises(RunError, match="data_fingerprint"):
+        train_ctr(_cfg(moved, **{"train.epochs": 1}), run, progress=False)
+    (run / "results.json").unlink()  # killed before it finished: its trainer state is still there
+    with pytest.raises(RunError, match="cannot resume with other settings.*data_fingerprint"):
+        train_ctr(_cfg(moved, **{"train.epochs": 1}), run, resume=True, progress=False)
     assert (run / "config.json").read_text() == config_before
 
 
@@ -176,14 +188,22 @@ def test_cli_refuses_resume_on_other_data_with_one_line(data_root, tmp_path):
     train_ctr(_cfg(data_root, **{"train.epochs": 1}), run, progress=False)
     res = _cli(data_root, run, "--resume", dataset="tiny-other")
     assert res.returncode == 2
-    assert res.stderr.startswith("error: ") and "fingerprint" in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: ") and "data.dataset" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_resume_into_a_different_model_is_refused(data_root, tmp_path):
     run = tmp_path / "run"
     train_ctr(_cfg(data_root, **{"train.epochs": 1}), run, progress=False)
-    with pytest.raises(CheckpointError, match="different model"):
+    (run / "results.json").unlink()  # as if killed: a saved state to resume from
+    with pytest.raises(RunError, match="cannot resume with other settings.*ctr.dnn_hidden"):
         train_ctr(_cfg(data_root, **{"train.epochs": 2, "ctr.dnn_hidden": 16}), run, resume=True, progress=False)
+    # the trainer's own check stays as a second line of defence (a state that does not fit the model)
+    cfg = _cfg(data_root, **{"train.epochs": 2, "ctr.dnn_hidden": 16})
+    ds = PreparedDataset(data_root / "tiny-ml")
+    model = CTRClassifier(create_ctr("dcnv2", ds.spec, cfg.ctr))
+    with pytest.raises(CheckpointError, match="different model"):
+        train(model, ctr_batcher(ds.split("train")), len(ds.split("train")), cfg.train, run, resume=True, progress=False)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -194,10 +214,10 @@ def test_checkpoint_round_trip_reproduces_outputs(data_root, tmp_path):
     res = train_ctr(_cfg(data_root, **{"train.epochs": 2}), run, progress=False)
     for name in ("config.json", "metrics.jsonl", "results.json", "predictions_test.parquet"):
         assert (run / name).exists(), name
-    assert sorted(p.name for p in (run / "best").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (run / "best").iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
 
     ds = PreparedDataset(data_root / "tiny-ml")
-    model = load_ctr_classifier(run / "best", ds)
+    model = CTRClassifier.from_pretrained(run / "best", ds)
     assert not model.training
     test = ds.split("test")
     probs = 1 / (1 + np.exp(-predict(model, ctr_batcher(test), len(test), 256)))

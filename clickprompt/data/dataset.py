@@ -93,6 +93,8 @@ class PreparedDataset:
 
     def texts(self, split: str, rows=None) -> list[str]:
         """The sample sentences of Eq. 4, e.g. "User ID is 196 . Gender is male . ..."."""
+        from clickprompt.data.text import sample_text
+
         frame = self.frames[split] if rows is None else self.frames[split].iloc[rows]
-        pieces = [f"{d} is " + frame[f].astype(str) + " ." for f, d in zip(self.spec.names, self.spec.displays)]
-        return [" ".join(p) for p in zip(*[s.tolist() for s in pieces])]
+        columns = [frame[f].astype(str).tolist() for f in self.spec.names]
+        return [sample_text(self.spec.displays, values) for values in zip(*columns)]

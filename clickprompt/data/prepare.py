@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 from clickprompt.data.schema import OOV_INDEX, FeatureSpec, Field
 from clickprompt.data.sources import RawTable, Source, SourceSpec, get_source
+from clickprompt.data.text import TEMPLATE, sample_text
 from clickprompt.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -361,7 +363,18 @@ def _atomic_replace(tmp: Path, out: Path) -> None:
         shutil.rmtree(trash)
 
 
+def _remove_leftovers(out: Path) -> None:
+    """Temporary folders of a prepare that was killed (`<out>.tmp-PID`, `<out>.old-PID`): removed, and said
+    so. Called under the output's lock, so no live prepare owns them."""
+    for leftover in sorted(out.parent.glob(f"{out.name}.tmp-*")) + sorted(out.parent.glob(f"{out.name}.old-*")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+            print(f"note: removed {leftover}, left by an interrupted prepare", file=sys.stderr)
+
+
 def _check_out_dir(out: Path, name: str, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError("is a file, not a directory; choose another --out", out)
     if not out.exists() or force:
         return
     schema = out / "schema.json"
@@ -383,17 +396,38 @@ def prepare(
     force: bool = False,
     source: Source | None = None,
 ) -> dict:
-    """Prepare dataset `name` from `raw_dir` into `out_dir`; returns the statistics dict."""
+    """Prepare dataset `name` from `raw_dir` into `out_dir`; returns the statistics dict. One prepare at a
+    time per output folder (a lock beside it); `name` "table" takes the name its schema gives."""
+    from clickprompt.rundir import RunLock
+
     source = (source or get_source(name)).bind(Path(raw_dir))
-    spec = source.spec
+    if name == "table":
+        name = source.name
     out = Path(out_dir)
-    _check_out_dir(out, name, force)
     if min_count < 1:
         raise DataError(f"min_count must be >= 1, got {min_count}")
+    _check_out_dir(out, name, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(out.parent / f".{out.name}.lock", str(out)):
+        _remove_leftovers(out)
+        _check_out_dir(out, name, force)  # again, now that no other prepare can be writing it
+        return _prepare(name, source, Path(raw_dir), out, min_count=min_count, seed=seed)
 
-    raw = source.read(Path(raw_dir))
+
+def prepare_table(schema: str | Path, raw_dir: str | Path, out_dir: str | Path, **kwargs) -> dict:
+    """Prepare the table a schema file describes; `kwargs` go to `prepare` (min_count, seed, force)."""
+    from clickprompt.data.sources import source_for
+
+    source = source_for("table", schema)
+    return prepare(source.name, raw_dir, out_dir, source=source, **kwargs)
+
+
+def _prepare(name: str, source: Source, raw_dir: Path, out: Path, *, min_count: int, seed: int) -> dict:
+    spec = source.spec
+    raw = source.read(raw_dir)
     table, report = clean_table(raw, spec, name)
     notes = list(raw.notes)
+    encodings = dict(raw.encodings)
     del raw  # the reader's frame: only the codes, labels and timestamps are needed from here on
     parts = split_positions(table, spec.split, seed)
     cols = [c for c, _ in spec.fields]
@@ -408,7 +442,6 @@ def prepare(
         name, tuple(Field(c, d, len(r) + 1) for (c, d), r in zip(spec.fields, vocab_rows)), vocab_hash=vocab_hash
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -434,6 +467,7 @@ def prepare(
         ),
         "min_count": min_count,
         "report": report,
+        "encodings": encodings,  # how each raw text file was decoded
         "notes": notes,
     }
     sorted_values = {}
@@ -451,8 +485,8 @@ def prepare(
     schema = {
         **feature_spec.to_dict(),
         "fingerprint": feature_spec.fingerprint,
-        "template": "{display} is {value} .",
-        "example_text": " ".join(f"{d} is {table.values[c][table.codes[c][first]]} ." for c, d in spec.fields),
+        "template": TEMPLATE,
+        "example_text": sample_text([d for _, d in spec.fields], [table.values[c][table.codes[c][first]] for c, _ in spec.fields]),
         "split": spec.split,
         "min_count": min_count,
         "seed": seed,

@@ -7,8 +7,20 @@ implementation) lives in this package, behind `PLMWithPrompts` (prefix.py: BERT,
 these adapters rely on.
 """
 
+from torch import nn
+
 from clickprompt.plm.backbone import ALIASES, PLMInfo, PLMNotFoundError, build_plm_from_config, load_plm, resolve_plm
-from clickprompt.plm.prefix import IGNORE_INDEX, SUPPORTED_MODEL_TYPES, PLMWithPrompts, wrap_plm
+from clickprompt.plm.prefix import IGNORE_INDEX, SUPPORTED_MODEL_TYPES, PLMWithPrompts, family_of
+from clickprompt.plm.prefix_seq2seq import Seq2SeqPLMWithPrompts
+
+
+def wrap_plm(model: nn.Module, **kwargs) -> PLMWithPrompts:
+    """The prompt adapter for `model`'s family: PLMWithPrompts (BERT, RoBERTa, GPT-2) or
+    Seq2SeqPLMWithPrompts (BART)."""
+    if family_of(model.config.model_type).kind == "encoder-decoder":
+        return Seq2SeqPLMWithPrompts(model, **kwargs)
+    return PLMWithPrompts(model, **kwargs)
+
 
 __all__ = [
     "ALIASES",
@@ -16,6 +28,7 @@ __all__ = [
     "PLMInfo",
     "PLMNotFoundError",
     "PLMWithPrompts",
+    "Seq2SeqPLMWithPrompts",
     "SUPPORTED_MODEL_TYPES",
     "build_plm_from_config",
     "load_plm",

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from clickprompt.errors import ClickPromptError
+
 logger = logging.getLogger(__name__)
 
 from clickprompt.plm.prefix import SUPPORTED_MODEL_TYPES, family_of  # the families the adapter can prompt
@@ -68,8 +70,8 @@ class PLMInfo:
     decoder_tied: bool | None  # MLM decoder weight is the word-embedding matrix; None without a head
 
 
-class PLMNotFoundError(ValueError):
-    pass
+class PLMNotFoundError(ClickPromptError, ValueError):
+    """A PLM name that is neither an alias, a local directory nor in the Hugging Face cache (one line)."""
 
 
 def _in_hf_cache(repo_id: str) -> bool:
@@ -114,7 +116,7 @@ def resolve_plm(name: str, *, allow_download: bool = False) -> str:
 
 def _check_supported(config) -> None:
     if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
+        raise PLMNotFoundError(
             f"PLM model_type {config.model_type!r} is not supported "
             f"(clickprompt.plm.prefix handles {', '.join(SUPPORTED_MODEL_TYPES)})"
         )

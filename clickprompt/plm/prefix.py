@@ -53,7 +53,7 @@ and to the text before it (transformers' causal mask builder offsets the query p
 cache length K, so prefix keys are always visible). Text position ids are passed explicitly (0..Z-1),
 as for BERT. The pretraining objective is prompt-augmented causal LM: the next-token cross-entropy
 over the real text tokens (`clm_loss`). The CTR head pools the last real token, the only one that
-has read the whole text. The encoder-decoder family (BART) lives in prefix_seq2seq.py; `wrap_plm`
+has read the whole text. The encoder-decoder family (BART) lives in prefix_seq2seq.py; `clickprompt.plm.wrap_plm`
 picks the adapter for a model.
 """
 
@@ -97,16 +97,6 @@ def family_of(model_type: str) -> _Family:
     if model_type not in _FAMILIES:
         raise ValueError(f"model_type {model_type!r} is not supported (known: {', '.join(_FAMILIES)})")
     return _FAMILIES[model_type]
-
-
-def wrap_plm(model: nn.Module, **kwargs) -> "PLMWithPrompts":
-    """The prompt adapter for `model`'s family: PLMWithPrompts (BERT, RoBERTa, GPT-2) or
-    Seq2SeqPLMWithPrompts (BART)."""
-    if family_of(model.config.model_type).kind == "encoder-decoder":
-        from clickprompt.plm.prefix_seq2seq import Seq2SeqPLMWithPrompts
-
-        return Seq2SeqPLMWithPrompts(model, **kwargs)
-    return PLMWithPrompts(model, **kwargs)
 
 
 class PLMWithPrompts(nn.Module):

@@ -26,12 +26,21 @@ def list_sources() -> list[str]:
     return sorted(_SOURCES)
 
 
+def source_for(name: str, schema=None) -> Source:
+    """The source for `data prepare NAME [--schema FILE]`: a table source bound to FILE when one is
+    given (NAME then names the prepared dataset, "table" meaning the schema's own name), else the
+    registered source NAME."""
+    if schema is not None:
+        return TableSource.from_yaml(schema)
+    return get_source(name)
+
+
 from clickprompt.data.sources.movielens import MovieLens1M, MovieLens100K  # noqa: E402
 
 register_source(MovieLens100K())
 register_source(MovieLens1M())
 
-__all__ = ["Download", "RawTable", "Source", "SourceSpec", "register_source", "get_source", "list_sources"]
+__all__ = ["Download", "RawTable", "Source", "SourceSpec", "register_source", "get_source", "list_sources", "source_for"]
 
 from clickprompt.data.sources.amazon import AmazonReviews  # noqa: E402
 from clickprompt.data.sources.bookcrossing import BookCrossing  # noqa: E402

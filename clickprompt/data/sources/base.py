@@ -39,6 +39,7 @@ class RawTable:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows skipped while reading
     notes: list[str] = field(default_factory=list)  # anything the statistics file should say
     source_files: list[str] = field(default_factory=list)
+    encodings: dict[str, str] = field(default_factory=dict)  # file name -> the encoding it was decoded with
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,27 @@ class Source:
 
 def read_lines(path: Path, encoding: str) -> list[str]:
     """Read a text file, turning undecodable bytes into a one-line error naming the line."""
+    return decode_lines(path, encoding)[0]
+
+
+def decode_lines(path: Path, encoding: str, *, utf8_if_valid: bool = False) -> tuple[list[str], str]:
+    """(lines, the encoding used). With `utf8_if_valid`, a file whose non-ASCII bytes form valid UTF-8 is
+    read as UTF-8 (a re-saved copy of an ISO-8859-1 file: 'Misérables', not 'MisÃ©rables'); pure ASCII
+    says "ascii". Undecodable bytes: a one-line error naming the line."""
     data = Path(path).read_bytes()
+    if data.isascii():
+        return data.decode("ascii").splitlines(), "ascii"
+    if utf8_if_valid:
+        try:
+            return data.decode("utf-8").splitlines(), "utf-8"
+        except UnicodeDecodeError:
+            pass
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise DataError(f"cannot decode byte 0x{data[e.start]:02x} as {encoding}", path, line) from None
-    return text.splitlines()
+    return text.splitlines(), encoding
 
 
 def split_lines(lines: list[str], sep: str, ncols: int, path: Path, header: bool = False) -> pd.DataFrame:

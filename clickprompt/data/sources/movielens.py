@@ -21,6 +21,7 @@ from clickprompt.data.sources.base import (
     SourceSpec,
     check_ratings,
     line_of,
+    decode_lines,
     read_lines,
     require_columns,
     split_lines,
@@ -84,6 +85,12 @@ def _join_interactions(
     return frame.astype({c: str for c in cols})  # one string dtype whichever layout was read
 
 
+def _read_latin1_or_utf8(paths) -> tuple[list[list[str]], dict[str, str]]:
+    """GroupLens ships ISO-8859-1; a copy re-saved as UTF-8 is read as UTF-8 (never 'MisÃ©rables')."""
+    decoded = [decode_lines(p, "latin-1", utf8_if_valid=True) for p in paths]
+    return [lines for lines, _ in decoded], {p.name: enc for p, (_, enc) in zip(paths, decoded)}
+
+
 class MovieLens1M(Source):
     name = "ml-1m"
     spec = MOVIELENS_SPEC
@@ -98,13 +105,14 @@ class MovieLens1M(Source):
     def read(self, raw_dir: Path) -> RawTable:
         root = self.locate(raw_dir)
         paths = [root / "ratings.dat", root / "users.dat", root / "movies.dat"]
-        r = split_lines(read_lines(paths[0], "latin-1"), "::", 4, paths[0])
+        lines, encodings = _read_latin1_or_utf8(paths)
+        r = split_lines(lines[0], "::", 4, paths[0])
         ratings = pd.DataFrame({"user_id": r.c0.str.strip(), "item_id": r.c1.str.strip()})
         ratings["rating"] = to_number(r.c2, paths[0], "rating", line_of(r))
         ratings["timestamp"] = to_number(r.c3, paths[0], "timestamp", line_of(r), integer=True)
         check_ratings(ratings["rating"], *self.spec.rating_range, paths[0], line_of(r))
 
-        u = split_lines(read_lines(paths[1], "latin-1"), "::", 5, paths[1])
+        u = split_lines(lines[1], "::", 5, paths[1])
         bad_age = ~u.c2.isin(list(ML1M_AGES))
         if bad_age.any():
             pos = int(np.flatnonzero(bad_age.to_numpy())[0])
@@ -123,12 +131,13 @@ class MovieLens1M(Source):
                 "zipcode": u.c4.str.strip(),
             }
         )
-        m = split_lines(read_lines(paths[2], "latin-1"), "::", 3, paths[2])
+        m = split_lines(lines[2], "::", 3, paths[2])
         items = pd.DataFrame(
             {"item_id": m.c0.str.strip(), "title": m.c1.str.strip(), "genre": m.c2.str.split("|").str[0].str.strip()}
         )
         return RawTable(
-            _join_interactions(ratings, users, items, paths, line_of(r)), source_files=[str(p) for p in paths]
+            _join_interactions(ratings, users, items, paths, line_of(r)), source_files=[str(p) for p in paths],
+            encodings=encodings,
         )
 
 
@@ -163,23 +172,25 @@ class MovieLens100K(Source):
             return self._read_grouplens(root)
         return self._read_recbole(root)
 
-    def _finish(self, ratings, users, items, paths, rating_line) -> RawTable:
+    def _finish(self, ratings, users, items, paths, rating_line, encodings: dict) -> RawTable:
         users["gender"] = users["gender"].map(GENDERS).fillna(users["gender"])
         check_ratings(ratings["rating"], *self.spec.rating_range, paths[0], rating_line)
         return RawTable(
-            _join_interactions(ratings, users, items, paths, rating_line), source_files=[str(p) for p in paths]
+            _join_interactions(ratings, users, items, paths, rating_line), source_files=[str(p) for p in paths],
+            encodings=encodings,
         )
 
     def _read_grouplens(self, root: Path) -> RawTable:
         paths = [root / "u.data", root / "u.user", root / "u.item"]
-        r = split_lines(read_lines(paths[0], "latin-1"), "\t", 4, paths[0])
+        lines, encodings = _read_latin1_or_utf8(paths)
+        r = split_lines(lines[0], "\t", 4, paths[0])
         ratings = pd.DataFrame({"user_id": r.c0.str.strip(), "item_id": r.c1.str.strip()})
         ratings["rating"] = to_number(r.c2, paths[0], "rating", line_of(r))
         ratings["timestamp"] = to_number(r.c3, paths[0], "timestamp", line_of(r), integer=True)
-        u = split_lines(read_lines(paths[1], "latin-1"), "|", 5, paths[1])
+        u = split_lines(lines[1], "|", 5, paths[1])
         u = u.apply(lambda s: s.str.strip())
         users = pd.DataFrame({"user_id": u.c0, "age": u.c1, "gender": u.c2, "occupation": u.c3, "zipcode": u.c4})
-        m = split_lines(read_lines(paths[2], "latin-1"), "|", 5 + len(ML100K_GENRES), paths[2])
+        m = split_lines(lines[2], "|", 5 + len(ML100K_GENRES), paths[2])
         flags = m[[f"c{5 + g}" for g in range(len(ML100K_GENRES))]].to_numpy() == "1"
         first = np.where(flags.any(axis=1), flags.argmax(axis=1), 0)
         items = pd.DataFrame(
@@ -189,7 +200,7 @@ class MovieLens100K(Source):
                 "genre": np.asarray(ML100K_GENRES, dtype=object)[first],
             }
         )
-        return self._finish(ratings, users, items, paths, line_of(r))
+        return self._finish(ratings, users, items, paths, line_of(r), encodings)
 
     def _read_recbole(self, root: Path) -> RawTable:
         paths = [root / f for f in self.recbole_files]
@@ -222,7 +233,7 @@ class MovieLens100K(Source):
         items = pd.DataFrame(
             {"item_id": item["item_id:token"], "title": title, "genre": item["class:token_seq"].str.split(" ").str[0]}
         )
-        return self._finish(ratings, users, items, paths, line_of(inter))
+        return self._finish(ratings, users, items, paths, line_of(inter), {p.name: "utf-8" for p in paths})
 
     @staticmethod
     def _atomic(path: Path) -> pd.DataFrame:

@@ -271,6 +271,8 @@ class TableSource(Source):
     def _to_raw(schema: TableSchema, table: pa.Table, path: Path) -> RawTable:
         skipped: dict[str, int] = {}
         notes = [f"generic table {path.name} described by {schema.path.name if schema.path else 'a schema'}"]
+        if len(table) == 0:
+            raise DataError("holds no data rows" + ("" if schema.format == "parquet" else " (only a header line)"), path)
         label = _numeric(table.column(schema.label), schema, "label", path)
         valid = pc.is_valid(label)
         ts = None
@@ -688,26 +690,3 @@ class BadLines:
     def note(self, path: Path, reason: str) -> str:
         sample = "; ".join(repr(b[:80]) for b in self.samples)
         return f"{path.name}: skipped {self.count:,} line(s) ({reason}), e.g. {sample}"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Entry points for the command line (`clickprompt data prepare NAME --schema FILE`) and notebooks.
-
-
-def source_for(name: str, schema: str | Path | None = None) -> Source:
-    """The source for `data prepare NAME [--schema FILE]`: a table source bound to FILE when one is
-    given (NAME then names the prepared dataset, "table" meaning the schema's own name), else the
-    registered source NAME."""
-    if schema is not None:
-        return TableSource.from_yaml(schema)
-    from clickprompt.data.sources import get_source
-
-    return get_source(name)
-
-
-def prepare_table(schema: str | Path, raw_dir: str | Path, out_dir: str | Path, **kwargs) -> dict:
-    """Prepare the table a schema file describes; `kwargs` go to `prepare` (min_count, seed, force)."""
-    from clickprompt.data.prepare import prepare
-
-    source = TableSource.from_yaml(schema)
-    return prepare(source.name, raw_dir, out_dir, source=source, **kwargs)
