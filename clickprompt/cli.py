@@ -64,6 +64,16 @@ def cmd_data(args) -> int:
 
         print(format_status(dataset_status(args.raw_root, args.processed_root)))
         return 0
+    if args.data_cmd == "synth":  # the positive control (clickprompt.data.control)
+        from clickprompt.data.control import OPTION_NAMES, ControlOptions, make_control_dataset
+
+        options = ControlOptions(**{k: getattr(args, k) for k in OPTION_NAMES})
+        path = make_control_dataset(args.out, options, force=args.force)
+        test = json.loads((Path(path) / "control.json").read_text())["splits"]["test"]
+        print(f"control dataset -> {path}: test {test['rows']} rows, {100 * test['target_share']:.0f}% "
+              f"{options.item_mode} target rows, ceiling AUC {test['ceiling_auc']['all']:.3f} "
+              f"(target rows {test['ceiling_auc']['target']:.3f})")
+        return 0
     if args.data_cmd == "fetch":
         fetch(args.name, args.raw_root)
         return 0
@@ -121,6 +131,31 @@ def cmd_train_ctr(args) -> int:
     return 0
 
 
+def _add_synth_parser(dsub) -> None:
+    from clickprompt.data.control import DEFAULTS as C, FIELD_NAMES, ITEM_MODES
+
+    sy = dsub.add_parser("synth", help="the positive control: clicks that only the text's word meanings explain")
+    sy.add_argument("--out", default="data/processed/control", help="output directory (its last part names the dataset)")
+    sy.add_argument("--n", type=int, default=C.n, help="interactions, split 8:1:1 in time order")
+    sy.add_argument("--users", dest="n_users", type=int, default=C.n_users)
+    sy.add_argument("--items", dest="n_items", type=int, default=C.n_items, help="training-period items (default n // 12)")
+    sy.add_argument("--groups", dest="n_groups", type=int, default=C.n_groups, help="word groups (2-11)")
+    sy.add_argument("--title-words", type=int, default=C.title_words, help="words per item title")
+    sy.add_argument("--signal", type=float, default=C.signal, help="click logit +signal on a match, -signal otherwise")
+    sy.add_argument("--bias-sd", type=float, default=C.bias_sd, help="sd of the user and item logit biases")
+    sy.add_argument("--match-share", type=float, default=C.match_share, help="share of exposures from the favourite group")
+    sy.add_argument("--item-mode", choices=ITEM_MODES, default=C.item_mode,
+                    help="cold: valid/test target items are new; rare: seen 1..--rare-max times in train")
+    sy.add_argument("--target-share", type=float, default=C.target_share, help="share of valid/test rows with a target item")
+    sy.add_argument("--rare-max", type=int, default=C.rare_max, help="rare mode: most training rows of a target item")
+    sy.add_argument("--eval-exposures", type=int, default=C.eval_exposures, help="mean valid+test rows per target item")
+    sy.add_argument("--heldout-words", type=float, default=C.heldout_words,
+                    help="share of each group's words used only in target titles (tests pretrained knowledge)")
+    sy.add_argument("--fields", nargs="+", choices=FIELD_NAMES, default=list(C.fields), help="fields to include")
+    sy.add_argument("--seed", type=int, default=C.seed)
+    sy.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickprompt", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -133,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download raw files (ml-100k falls back to the recbole wheel offline)")
     f.add_argument("name")
     f.add_argument("--raw-root", default="data/raw")
+    _add_synth_parser(dsub)
     pr = dsub.add_parser("prepare", help="labels, split, vocabularies, text view")
     pr.add_argument("name")
     pr.add_argument("--raw", help="raw directory (default data/raw/NAME)")

@@ -84,6 +84,14 @@ class TrainConfig:
     log_every: int = 50
     save_every: int = 500  # optimizer steps between resumable trainer-state saves (0: epoch ends only)
     group_by_length: bool = False  # text stages: batch samples of similar token length (less padding)
+    # finetuning from a PA-MLM run: what it takes over. "all": the whole checkpoint (CTR model; with the PLM
+    # also the prompt generator and the PA-MLM'd PLM); "interaction": the CTR model's embeddings and
+    # interaction layers only (with the PLM: the published PLM and a fresh generator); "embeddings": the
+    # CTR model's embedding tables only. The CTR head, which PA-MLM does not train, is new except in "all".
+    transfer: str = "all"
+    # PA-MLM early stopping: stop after this many epochs without a lower validation LM loss (None: run every
+    # epoch; either way the epoch with the lowest validation loss is the one kept)
+    pretrain_patience: int | None = None
 
 
 @dataclass
@@ -276,6 +284,7 @@ def load_stage_config(profile: str | None, stage: str, yaml_path=None, overrides
 
 POOLINGS = ("auto", "cls", "mean", "last")
 PRECISIONS = ("auto", "fp32", "bf16")
+TRANSFERS = ("all", "interaction", "embeddings")
 
 
 def _check(ok: bool, key: str, value, rule: str) -> None:
@@ -306,6 +315,9 @@ def validate(cfg: RunConfig, stage: str) -> None:
     _check(_finite(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "must be a finite number >= 0")
     _check(_finite(t.warmup_ratio) and 0 <= t.warmup_ratio < 1, "train.warmup_ratio", t.warmup_ratio, "must be in [0, 1)")
     _check(t.precision in PRECISIONS, "train.precision", t.precision, f"expected one of {PRECISIONS}")
+    _check(t.transfer in TRANSFERS, "train.transfer", t.transfer, f"expected one of {TRANSFERS}")
+    _check(t.pretrain_patience is None or t.pretrain_patience >= 1, "train.pretrain_patience", t.pretrain_patience,
+           "must be at least 1 (or null: no early stopping)")
     check_device(t.device)
     _check(cfg.data.max_length >= 8, "data.max_length", cfg.data.max_length, "must be at least 8 tokens")
     _check(cfg.ctr.model in list_ctr(), "ctr.model", cfg.ctr.model, f"unknown CTR model; known: {', '.join(list_ctr())}")

@@ -89,7 +89,7 @@ PRETRAIN_KEYS = {"set", "label"}
 ARM_STAGES = (Stage.TRAIN_CTR, Stage.FINETUNE_WITH_PLM, Stage.FINETUNE_WITHOUT_PLM)
 # Settings added after run directories already existed: left out of the hash while at these values, so
 # the finished runs keep their addresses; any other value is part of the run's identity.
-IDENTITY_IF_NOT = {"train": {"group_by_length": False}}
+IDENTITY_IF_NOT = {"train": {"group_by_length": False, "transfer": "all", "pretrain_patience": None}}
 
 
 class ExperimentError(ClickPromptError):
@@ -300,12 +300,12 @@ def _parse_overrides(overrides) -> dict:
 def _identity(stage: str, cfg: RunConfig, pretrained_key: str | None) -> dict:
     """What a run directory's address hashes: the run's identity (clickprompt.rundir.identity) without the
     seed (the address ends in seed-<s>), and the pretraining run's key instead of its path."""
-    d = identity(stage, cfg.to_dict())
+    d = identity(stage, {**cfg.to_dict(), "pretrained": pretrained_key})
     d["train"].pop("seed")
     for section, defaults in IDENTITY_IF_NOT.items():
         for k, value in defaults.items():
-            if d[section].get(k) == value:
-                d[section].pop(k)
+            if d[section].get(k, value) == value:
+                d[section].pop(k, None)
     return {"stage": stage, "settings": d, "pretrained": pretrained_key}
 
 

@@ -181,7 +181,8 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
             model, pretraining_batcher(train_split, cache, tokenizer, objective, seed=cfg.train.seed), n_train,
             cfg.train, session.run, evaluate=evaluate, monitor=loss_key, mode="min",
             param_groups=plm_param_groups(model, core.plm, cfg.train.lr, cfg.train.plm_lr), schedule="linear",
-            resume=session.resume, progress=progress, checkpoint_config=model.config, early_stopping=False,
+            resume=session.resume, progress=progress, checkpoint_config=model.config,
+            early_stopping=cfg.train.pretrain_patience is not None, patience=cfg.train.pretrain_patience,
         )
         wall = time.perf_counter() - t0
         acc = masked_value_accuracy(model, valid, cache, tokenizer, cfg)
@@ -277,24 +278,51 @@ def finetune_model(cfg: RunConfig, ds: PreparedDataset, *, pretrained: str | Pat
             pretrained_config = _pretraining_run(pretrained, ds)[1]
         cfg = copy.deepcopy(cfg)
         inherit_architecture(cfg, RunConfig.from_dict(pretrained_config["run_config"]), str(pretrained))
-        pre_state = load_checkpoint(checkpoint_dir(pretrained))[1]
+        pre_state = transferred_state(load_checkpoint(checkpoint_dir(pretrained))[1], cfg.train.transfer)
     if not with_plm:
         model = CTRClassifier(create_ctr(cfg.ctr.model, ds.spec, cfg.ctr))
         if pre_state is not None:
             ctr_state = {k[len("core."):]: v for k, v in pre_state.items() if k.startswith("core.ctr.")}
-            missing, unexpected = model.load_state_dict(ctr_state, strict=False)
-            if unexpected or [k for k in missing if not k.startswith("ctr.head.")]:
-                raise CheckpointError(f"{pretrained}: CTR weights do not fit ({missing[:3]}, {unexpected[:3]})")
+            missing = _load_part(model, ctr_state, pretrained)
+            if cfg.train.transfer != "embeddings" and [k for k in missing if not k.startswith("ctr.head.")]:
+                raise CheckpointError(f"{pretrained}: CTR weights do not fit (missing {missing[:3]})")
         return model, None
-    core, tokenizer, _ = build_clickprompt(cfg, ds.spec, plm_weights=pre_state is None,
-                                           hf_config=pretrained_config["hf_config"] if pre_state is not None else None)
+    whole = pre_state is not None and cfg.train.transfer == "all"  # else the published PLM, a fresh generator
+    core, tokenizer, _ = build_clickprompt(cfg, ds.spec, plm_weights=not whole,
+                                           hf_config=pretrained_config["hf_config"] if whole else None)
     model = ClickPromptForCTR(core, pooling=cfg.plm.pooling)
     if pre_state is not None:
         core_state = {k[len("core."):]: v for k, v in pre_state.items() if k.startswith("core.")}
         if core.generator is None:  # w/o Prompt (Table 5): keep the PA-MLM CTR model and PLM, drop the interface
             core_state = {k: v for k, v in core_state.items() if not k.startswith("generator.")}
-        load_state_into(core, core_state, pretrained)
+        if whole:
+            load_state_into(core, core_state, pretrained)
+        else:
+            _load_part(core, core_state, pretrained)
     return model, tokenizer
+
+
+EMBEDDING_TABLES = ("core.ctr.embedding.", "core.ctr.linear.")  # field embeddings and first-order weights
+
+
+def transferred_state(state: dict, transfer: str) -> dict:
+    """The part of a PA-MLM checkpoint a finetuning takes over (train.transfer): "all" of it (the CTR head
+    too, which PA-MLM leaves at its initial values), the CTR model without its head ("interaction"), or
+    its embedding tables ("embeddings")."""
+    if transfer == "embeddings":
+        return {k: v for k, v in state.items() if k.startswith(EMBEDDING_TABLES)}
+    if transfer == "interaction":
+        return {k: v for k, v in state.items() if k.startswith("core.ctr.") and not k.startswith("core.ctr.head.")}
+    return state
+
+
+def _load_part(module, state: dict, source) -> list[str]:
+    """Load a subset of a module's weights; every given weight must fit (the rest keeps its fresh init).
+    Returns the names of the module's weights that were not given."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or not state:
+        raise CheckpointError(f"{source}: weights do not fit the model (unexpected {unexpected[:3]}, {len(state)} given)")
+    return list(missing)
 
 
 def evaluate_run(run: str | Path, split: str = "test", *, baseline: str | Path | None = None,

@@ -116,6 +116,10 @@ def identity(stage: str, settings: dict) -> dict:
     if stage == Stage.PRETRAIN:  # the finetuning-only switches
         d["prompt"].pop("use_prompts")
         d["plm"].pop("pooling")
+    if stage != Stage.PRETRAIN:
+        d["train"].pop("pretrain_patience", None)
+    if stage in (Stage.TRAIN_CTR, Stage.PRETRAIN) or not settings.get("pretrained"):
+        d["train"].pop("transfer", None)  # only a finetuning from a PA-MLM run transfers anything
     return d
 
 

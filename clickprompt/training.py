@@ -316,6 +316,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     early_stopping: bool = True,
+    patience: int | None = None,
 ) -> TrainResult:
     """Train `model`; evaluate after every epoch, keep the best weights (loaded back at the end)."""
     rank, world = init_distributed()
@@ -380,7 +381,8 @@ def train(
     lengths = getattr(make_batch, "lengths", None) if cfg.group_by_length else None
     stopped_early, (samples_seen, t_train) = False, counters  # elapsed_s and samples/s span the whole run
     done = cfg.max_steps is not None and global_step >= cfg.max_steps
-    if early_stopping and evaluate is not None and bad_epochs >= cfg.patience:
+    patience = cfg.patience if patience is None else patience  # epochs without a better monitor value
+    if early_stopping and evaluate is not None and bad_epochs >= patience:
         stopped_early = done = True  # resumed after the run had already stopped early
     while epoch < cfg.epochs and not done:
         order = epoch_order(n_train, cfg.seed, epoch, lengths, cfg.batch_size)
@@ -456,7 +458,7 @@ def train(
         step_in_epoch = 0
         running = []
         save_state()
-        if early_stopping and evaluate is not None and bad_epochs >= cfg.patience:
+        if early_stopping and evaluate is not None and bad_epochs >= patience:
             stopped_early = True
             break
 

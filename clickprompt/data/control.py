@@ -79,6 +79,7 @@ import pandas as pd
 
 from clickprompt.data.prepare import prepare, split_sizes
 from clickprompt.data.sources.base import RawTable, Source, SourceSpec
+from clickprompt.config import ConfigError
 from clickprompt.errors import DataError
 
 # Each list: common words that are one WordPiece token in MiniLM's uncased vocabulary, without words
@@ -158,29 +159,29 @@ class ControlOptions:
     def __post_init__(self):
         object.__setattr__(self, "fields", tuple(self.fields))
         if self.n < 100:
-            raise ValueError(f"n must be at least 100 interactions, got {self.n}")
+            raise ConfigError(f"n must be at least 100 interactions, got {self.n}")
         if self.n_users < 1:
-            raise ValueError(f"n_users must be >= 1, got {self.n_users}")
+            raise ConfigError(f"n_users must be >= 1, got {self.n_users}")
         if not 2 <= self.n_groups <= len(WORD_GROUPS):
-            raise ValueError(f"n_groups must be in 2..{len(WORD_GROUPS)}, got {self.n_groups}")
+            raise ConfigError(f"n_groups must be in 2..{len(WORD_GROUPS)}, got {self.n_groups}")
         if self.n_items is not None and self.n_items < self.n_groups:
-            raise ValueError(f"n_items must be >= n_groups ({self.n_groups}), got {self.n_items}")
+            raise ConfigError(f"n_items must be >= n_groups ({self.n_groups}), got {self.n_items}")
         if self.title_words < 1:
-            raise ValueError(f"title_words must be >= 1, got {self.title_words}")
+            raise ConfigError(f"title_words must be >= 1, got {self.title_words}")
         if self.item_mode not in ITEM_MODES:
-            raise ValueError(f"item_mode must be one of {ITEM_MODES}, got {self.item_mode!r}")
+            raise ConfigError(f"item_mode must be one of {ITEM_MODES}, got {self.item_mode!r}")
         for key in ("match_share", "target_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if not 0.0 <= self.heldout_words < 1.0:
-            raise ValueError(f"heldout_words must be in [0, 1), got {self.heldout_words}")
+            raise ConfigError(f"heldout_words must be in [0, 1), got {self.heldout_words}")
         if self.rare_max < 1 or self.eval_exposures < 1:
-            raise ValueError("rare_max and eval_exposures must be >= 1")
+            raise ConfigError("rare_max and eval_exposures must be >= 1")
         if self.bias_sd < 0:
-            raise ValueError(f"bias_sd must be >= 0, got {self.bias_sd}")
+            raise ConfigError(f"bias_sd must be >= 0, got {self.bias_sd}")
         unknown = [f for f in self.fields if f not in FIELD_NAMES]
         if unknown or not self.fields or len(set(self.fields)) != len(self.fields):
-            raise ValueError(f"fields must be distinct names from {list(FIELD_NAMES)}, got {list(self.fields)}")
+            raise ConfigError(f"fields must be distinct names from {list(FIELD_NAMES)}, got {list(self.fields)}")
 
     @property
     def items(self) -> int:
@@ -206,7 +207,7 @@ def _titles(rng, pools: list[list[str]], item_groups: np.ndarray, k: int, taken:
         pool = pools[g]
         n_items = int(np.count_nonzero(item_groups == g))
         if len(pool) < k or math.comb(len(pool), k) < 2 * n_items:  # room enough that resampling ends soon
-            raise ValueError(f"group {names[g]!r}: {len(pool)} words make too few distinct {k}-word titles for "
+            raise ConfigError(f"group {names[g]!r}: {len(pool)} words make too few distinct {k}-word titles for "
                              f"{n_items} items; change title_words, heldout_words or the number of items")
         while True:
             title = " ".join(pool[j] for j in rng.choice(len(pool), k, replace=False))
@@ -265,7 +266,7 @@ class ControlWorld:
             for g in range(G):
                 counts = rng.integers(1, o.rare_max + 1, len(target_of[g]))
                 if counts.sum() > len(train_rows_of[g]) // 2:
-                    raise ValueError(f"too few training rows of group {g} to plant {len(target_of[g])} rare items; "
+                    raise ConfigError(f"too few training rows of group {g} to plant {len(target_of[g])} rare items; "
                                      "raise n or lower target_share / rare_max")
                 item[train_rows_of[g][: counts.sum()]] = np.repeat(target_of[g], counts)
         for g in range(G):
