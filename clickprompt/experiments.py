@@ -386,8 +386,9 @@ def plan_experiment(exp: Experiment, dataset: str, *, seeds=None, out: str | Pat
         for ii, inst in enumerate(plan.instances):
             base = [exp.settings, exp.dataset_settings.get(dataset, {}), inst, point]
             for name, spec in exp.pretrain.items():
-                for s in seeds:
-                    plan.cells[(pi, ii, f"pretrain:{name}", s)] = make("pretrain", base + [spec["set"]], s, None)
+                for s in seeds:  # with share_pretraining, every seed's cell is the first seed's one run
+                    s_pre = seeds[0] if exp.share_pretraining else s
+                    plan.cells[(pi, ii, f"pretrain:{name}", s)] = make("pretrain", base + [spec["set"]], s_pre, None)
             for arm in exp.arms:
                 for s in seeds:
                     pre = None

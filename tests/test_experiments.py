@@ -33,6 +33,8 @@ def test_there_is_one_config_per_paper_experiment():
 NOT_IN_THE_PAPER = {
     "positive_control": lambda n: {"train-ctr": n, "finetune-with-plm": n},
     "pa_mlm_transfer": lambda n: {"pretrain": n, "train-ctr": n, "finetune-without-plm": 2 * n, "finetune-with-plm": n},
+    # one shared pretraining per sweep point (4), the baselines shared by every point
+    "transfer_variants": lambda n: {"pretrain": 4, "train-ctr": 2 * n, "finetune-without-plm": 4 * 2 * n},
 }
 
 
