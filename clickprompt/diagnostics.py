@@ -1,7 +1,7 @@
 """PA-MLM diagnostics: does the PLM read the CTR model's prompts, and does pretraining generalise?
 
-Computed after every pretraining epoch (clickprompt.pipeline.pretrain writes them to metrics.jsonl) and
-once more on the final weights (results.json):
+Computed after every pretraining epoch (clickprompt.pipeline.pretrain writes them to metrics.jsonl); the
+kept epoch's values go to results.json:
 
     valid_mlm_loss            LM loss on a fixed validation subset (fixed masks), eval mode: the monitor
     train_eval_mlm_loss       the same on a fixed TRAINING subset, eval mode (comparable with the above)
@@ -23,7 +23,8 @@ from clickprompt.config import RunConfig
 from clickprompt.data.dataset import Split
 from clickprompt.training import autocast, autocast_dtype, to_device
 
-DIAGNOSTIC_ROWS = 1024  # rows of each fixed subset used after every epoch (the final measure uses 2048)
+DIAGNOSTIC_ROWS = 1024  # rows of each fixed subset, measured after every epoch
+VALUE_ACCURACY = tuple(f"value_token_acc_{m}" for m in ("true", "shuffled", "none"))
 
 
 @torch.no_grad()
@@ -103,7 +104,6 @@ def pretraining_evaluator(train_batches, valid_batches, n_train: int, valid: Spl
         valid_loss = lm_loss(model, valid_batches, valid_rows, cfg.train.precision)
         train_loss = lm_loss(model, train_batches, train_rows, cfg.train.precision)
         acc = masked_value_accuracy(model, valid, cache, tokenizer, cfg, n=rows)
-        acc.pop("masked_value_tokens")
         return {f"valid_{key}": valid_loss, f"train_eval_{key}": train_loss, "generalisation_gap": valid_loss - train_loss,
                 **acc}
 

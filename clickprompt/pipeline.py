@@ -151,7 +151,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
     their gap, value-token accuracy with true / shuffled / no prompts); the epoch with the lowest
     validation loss is kept. The loss is reported as `valid_mlm_loss` or `valid_clm_loss` (`objective`)."""
     from clickprompt.data.text import TokenCache
-    from clickprompt.diagnostics import masked_value_accuracy, pretraining_evaluator
+    from clickprompt.diagnostics import VALUE_ACCURACY, pretraining_evaluator
     from clickprompt.model import ClickPromptForPretraining
 
     ds = _begin(Stage.PRETRAIN, cfg)
@@ -185,8 +185,8 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
             early_stopping=cfg.train.pretrain_patience is not None, patience=cfg.train.pretrain_patience,
         )
         wall = time.perf_counter() - t0
-        acc = masked_value_accuracy(model, valid, cache, tokenizer, cfg)
-        best = next((h for h in result.history if h["epoch"] == result.best_epoch), {})
+        best = next((h for h in result.history if h["epoch"] == result.best_epoch), {})  # the weights kept
+        acc = {k: best.get(k) for k in (*VALUE_ACCURACY, "masked_value_tokens")}
         out = {
             "dataset": ds.name, "data_fingerprint": ds.fingerprint, "seed": cfg.train.seed,
             "train_samples_per_epoch": n_train, "epochs_run": result.epochs_run, "steps": result.steps,
@@ -379,14 +379,36 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
         ("with-plm", lambda: finetune(cfg_for("finetune-with-plm"), out / "finetune-with-plm",
                                       pretrained=out / "pretrain", with_plm=True, force=force, progress=progress)),
     ]
-    for name, step in steps:
+    if progress and is_main_process():
+        from clickprompt.progress import progress_mode, quiet_library_bars
+
+        quiet_library_bars(progress_mode())  # a log file gets our lines, not transformers' bars
+    ctr_model = cfg_for("train-ctr").ctr.model
+    what = {  # the stage banners: what each step does, in the paper's terms
+        "ctr": f"{ctr_model} from scratch: the baseline every ClickPrompt number is compared with",
+        "pretrain": "PA-MLM pretraining (Sec 3.5.1): the CTR model writes soft prompts for every PLM layer and the "
+                    "PLM recovers masked tokens of the sample's text through them",
+        "without-plm": "finetuning without the PLM (Eq. 10): the pretrained CTR model alone, with a new click head",
+        "with-plm": "finetuning with the PLM (Eq. 9): the CTR and PLM logits mixed by a learned alpha",
+    }
+    dirs = {"ctr": "ctr", "pretrain": "pretrain", "without-plm": "finetune-without-plm", "with-plm": "finetune-with-plm"}
+    for i, (name, step) in enumerate(steps, 1):
         t0 = time.perf_counter()
+        was_finished = RunDir(out / dirs[name]).finished and not force
         if progress:
-            print(f"[quick] {name} ...", flush=True)
+            print(f"\n[quick {i}/{len(steps)}] {what[name]} -> {out / dirs[name]}", flush=True)
         results[name] = step()
         timings[name] = round(time.perf_counter() - t0, 1)
+        if progress:
+            r = results[name]
+            got = (f"valid {r.get('objective', 'PA-MLM')} loss {r.get('valid_mlm_loss', r.get('valid_clm_loss', float('nan'))):.4f}, "
+                   f"value-token accuracy own / shuffled / no prompts {r['value_token_acc_true']:.3f} / "
+                   f"{r['value_token_acc_shuffled']:.3f} / {r['value_token_acc_none']:.3f}"
+                   if name == "pretrain" else f"test AUC {r['test']['auc']:.4f}, log loss {r['test']['logloss']:.4f}")
+            how = "reused the finished run (same settings)" if was_finished else f"done in {timings[name]:.0f} s"
+            print(f"[quick {i}/{len(steps)}] {how}: {got}", flush=True)
     summary = quick_table(out, results, timings, dataset=dataset, profile=profile,
-                          ctr_name=cfg_for("train-ctr").ctr.model, pretrain_cfg=cfg_for("pretrain"))
+                          ctr_name=ctr_model, pretrain_cfg=cfg_for("pretrain"))
     if is_main_process():
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
         atomic_write_text(out / "summary.md", summary["table"] + "\n")
