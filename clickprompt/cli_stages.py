@@ -78,7 +78,7 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
 
     e.set_defaults(func=cmd_evaluate)
 
-    q = sub.add_parser("quick", help="the whole pipeline in one command (DCNv2 baseline, PA-MLM, both finetunings)")
+    q = sub.add_parser("quick", help="the main job: act 1, the positive control; act 2, DCNv2, PA-MLM and both finetunings")
     q.add_argument("--dataset", default="ml-100k")
     q.add_argument("--processed-dir", default=None)
     q.add_argument("--profile", default="quick", help="settings profile (quick: ~10 min on 2 CPU cores; tiny: seconds)")
@@ -87,12 +87,15 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     q.add_argument("--seed", type=int, default=None)
     q.add_argument("--force", action="store_true")
     q.add_argument("--quiet", action="store_true")
+    q.add_argument("--no-control", dest="control", action="store_false",
+                   help="skip act 1, the positive control (synthetic data where only the text tells)")
 
     def cmd_quick(args) -> int:
-        from clickprompt.pipeline import quick
+        from clickprompt.pipeline import main_job
 
-        summary = quick(args.dataset, args.out, profile=args.profile, processed_dir=args.processed_dir,
-                        plm=args.plm, seed=args.seed, force=args.force, progress=not args.quiet)
+        summary = main_job(args.dataset, args.out, profile=args.profile, processed_dir=args.processed_dir,
+                           plm=args.plm, seed=args.seed, force=args.force, progress=not args.quiet,
+                           control=args.control)
         print(summary["table"])
         return 0
 

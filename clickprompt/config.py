@@ -220,20 +220,30 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
-def profile_dict(name: str, stage: str) -> dict:
-    """A profile (clickprompt/profiles/NAME.yaml) holds a `common` block and one block per stage;
-    the stage's settings are `common` updated by the stage block."""
+def _profile(name: str) -> dict:
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown profile {name!r}; known: {list_profiles()}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def profile_dict(name: str, stage: str, act: str | None = None) -> dict:
+    """A profile (clickprompt/profiles/NAME.yaml) holds a `common` block and one block per stage;
+    the stage's settings are `common` updated by the stage block. An `act` (e.g. "control", the
+    positive control of `clickprompt quick`) adds its own stage block on top."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; known: {list(STAGES)}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _profile(name)
     merged: dict = {}
-    for block in (data.get("common", {}), data.get(stage, {})):
+    for block in (data.get("common", {}), data.get(stage, {}), ((data.get(act) or {}) if act else {}).get(stage, {})):
         for section, values in (block or {}).items():
             merged.setdefault(section, {}).update(values or {})
     return merged
+
+
+def profile_act(name: str, act: str) -> dict:
+    """An act's own settings outside the stages (e.g. the control act's `synth` options), {} if none."""
+    return dict((_profile(name).get(act) or {}).get("synth") or {})
 
 
 def _parse_override(item) -> tuple[str, object]:
@@ -259,14 +269,15 @@ def _read_yaml(yaml_path) -> dict:
     return loaded
 
 
-def load_stage_config(profile: str | None, stage: str, yaml_path=None, overrides=None, flags: dict | None = None) -> RunConfig:
+def load_stage_config(profile: str | None, stage: str, yaml_path=None, overrides=None, flags: dict | None = None,
+                      act: str | None = None) -> RunConfig:
     """The one route from settings to a RunConfig, later layers winning: dataclass defaults, the
     profile's stage block, the YAML file, `section.key=value` overrides (--set), then the command
     line's dedicated flags ({key: value}, FLAG_KEYS). Every value given is applied as given, including
     one that equals a default. The keys set by the last three layers are recorded in `cfg.explicit`."""
     cfg = RunConfig()
     if profile:
-        apply_dict(cfg, profile_dict(profile, stage))
+        apply_dict(cfg, profile_dict(profile, stage, act))
     explicit = set()
     if yaml_path is not None:
         loaded = _read_yaml(yaml_path)

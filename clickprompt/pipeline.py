@@ -5,6 +5,8 @@
     finetune(cfg, run_dir, ...)      with PLM (Eq. 9) or without (Eq. 10)
     evaluate_run(run_dir)            test metrics of a finished run
     quick(...)                       all four in a row, with a comparison table
+    control_act(...)                 the positive control: DCNv2 vs ClickPrompt with PLM where only text tells
+    main_job(...)                    `clickprompt quick`: control_act (act 1), then quick (act 2), one summary
 
 Each stage validates its settings, then writes one run directory through clickprompt.rundir.RunDir
 (layout, lock, reuse rule, manifests): a finished run with the same settings is read back, one with
@@ -361,7 +363,7 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
     """The whole pipeline in one call: DCNv2 from scratch, PA-MLM, finetuning without and with the PLM,
     then a comparison table (AUC, log loss, Rel.Impr and DeLong's p against the DCNv2 baseline)."""
     from clickprompt.config import load_stage_config
-    from clickprompt.formatting import quick_table
+    from clickprompt.formatting import fmt_num, quick_table
 
     out = Path(out)
     flags = {"data.dataset": dataset, "plm.name": plm, "train.seed": seed,
@@ -401,10 +403,10 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
         timings[name] = round(time.perf_counter() - t0, 1)
         if progress:
             r = results[name]
-            got = (f"valid {r.get('objective', 'PA-MLM')} loss {r.get('valid_mlm_loss', r.get('valid_clm_loss', float('nan'))):.4f}, "
-                   f"value-token accuracy own / shuffled / no prompts {r['value_token_acc_true']:.3f} / "
-                   f"{r['value_token_acc_shuffled']:.3f} / {r['value_token_acc_none']:.3f}"
-                   if name == "pretrain" else f"test AUC {r['test']['auc']:.4f}, log loss {r['test']['logloss']:.4f}")
+            got = (f"valid {r.get('objective', 'PA-MLM')} loss {fmt_num(r.get('valid_mlm_loss', r.get('valid_clm_loss')))}, "
+                   f"value-token accuracy own / shuffled / no prompts {fmt_num(r['value_token_acc_true'], 3)} / "
+                   f"{fmt_num(r['value_token_acc_shuffled'], 3)} / {fmt_num(r['value_token_acc_none'], 3)}"
+                   if name == "pretrain" else f"test AUC {fmt_num(r['test']['auc'])}, log loss {fmt_num(r['test']['logloss'])}")
             how = "reused the finished run (same settings)" if was_finished else f"done in {timings[name]:.0f} s"
             print(f"[quick {i}/{len(steps)}] {how}: {got}", flush=True)
     summary = quick_table(out, results, timings, dataset=dataset, profile=profile,
@@ -412,4 +414,69 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
     if is_main_process():
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
         atomic_write_text(out / "summary.md", summary["table"] + "\n")
+    return summary
+
+
+def control_act(out: str | Path = "runs/quick/control", *, profile: str = "quick",
+                processed_dir: str | Path | None = None, plm: str | None = None, seed: int | None = None,
+                force: bool = False, progress: bool = True) -> dict:
+    """Act 1 of the main job: the positive control (clickprompt.data.control; options in the profile's
+    `control` block), where clicks depend on word meanings only the text carries and most test items are
+    new. DCNv2 from scratch against ClickPrompt with PLM (no PA-MLM), with the control block's budgets.
+    Returns clickprompt.verdicts.act_one's table and verdict."""
+    from clickprompt.config import load_stage_config, profile_act
+    from clickprompt.data.control import ControlOptions, ensure_control_dataset
+    from clickprompt.verdicts import act_one
+
+    out, root = Path(out), Path(processed_dir or "data/processed")
+    name = "control-quick" if profile == "quick" else f"control-{profile}"
+    ensure_control_dataset(root / name, ControlOptions(**profile_act(profile, "control")))
+    flags = {k: v for k, v in {"data.dataset": name, "data.processed_dir": str(root), "plm.name": plm,
+                               "train.seed": seed}.items() if v is not None}
+
+    def cfg_for(stage: str) -> RunConfig:
+        return load_stage_config(profile, stage, flags=flags, act="control")
+
+    runs = {"DCNv2 from scratch": (out / "ctr", lambda: train_ctr(cfg_for("train-ctr"), out / "ctr", force=force,
+                                                                   progress=progress)),
+            "ClickPrompt with PLM": (out / "finetune-with-plm", lambda: finetune(
+                cfg_for("finetune-with-plm"), out / "finetune-with-plm", pretrained=None, with_plm=True, force=force,
+                progress=progress))}
+    timings = {}
+    for label, (_, step) in runs.items():
+        if progress:
+            print(f"[quick] act 1, positive control: {label} ...", flush=True)
+        t0 = time.perf_counter()
+        step()
+        timings[label] = round(time.perf_counter() - t0, 1)
+    return act_one(root / name, {label: run_dir for label, (run_dir, _) in runs.items()}, timings)
+
+
+def main_job(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: str = "quick",
+             processed_dir: str | Path | None = None, plm: str | None = None, seed: int | None = None,
+             force: bool = False, progress: bool = True, control: bool = True) -> dict:
+    """`clickprompt quick`: act 1, the positive control (control_act, runs in <out>/control), then act 2, the
+    four stages on `dataset` (quick, runs in <out>); <out>/summary.md holds both tables and verdicts."""
+    from clickprompt.verdicts import act_two, budget_of
+
+    out = Path(out)
+    act1 = control_act(out / "control", profile=profile, processed_dir=processed_dir, plm=plm, seed=seed,
+                       force=force, progress=progress) if control else None
+    act2 = quick(dataset, out, profile=profile, processed_dir=processed_dir, plm=plm, seed=seed, force=force,
+                 progress=progress)
+    budgets = {}
+    for row, name in zip(act2["rows"], ("ctr", "finetune-without-plm", "finetune-with-plm")):
+        run = RunDir(out / name)
+        cfg = run.read_config()
+        budgets[row["model"]] = budget_of(run.read_results(), cfg["train"]["batch_size"], len(run.dataset().split("train")))
+    verdict2 = act_two(act2, budgets)
+    parts = ["# The main job: where the text decides, and where it does not", ""]
+    if act1 is not None:
+        parts += ["## Act 1: the positive control", "", act1["verdict"], "", act1["table"], ""]
+    parts += ["## Act 2: " + dataset, "", verdict2, "", act2["table"]]
+    text = "\n".join(parts)
+    summary = {"act1": act1, "act2": {**act2, "verdict": verdict2, "budgets": budgets}, "table": text}
+    if is_main_process():
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+        atomic_write_text(out / "summary.md", text + "\n")
     return summary

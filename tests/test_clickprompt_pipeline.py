@@ -202,3 +202,35 @@ def test_quick_pipeline_end_to_end(tiny_data, tiny_bert, tmp_path):
     # a second call recomputes nothing: the finished runs are read back
     again = quick("tiny", tmp_path / "quick", profile="tiny", processed_dir=tiny_data, plm=str(tiny_bert), progress=False)
     assert again["rows"][0]["test_auc"] == summary["rows"][0]["test_auc"]
+
+
+def test_main_job_runs_both_acts_on_the_tiny_profile(tiny_data, tiny_bert, tmp_path, capsys):
+    from clickprompt.cli import main as cli
+
+    out = tmp_path / "main"
+    rc = cli(["quick", "--dataset", "tiny", "--profile", "tiny", "--processed-dir", str(tiny_data),
+              "--plm", str(tiny_bert), "--out", str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    md = (out / "summary.md").read_text()
+    assert printed.strip() == md.strip()
+    assert "## Act 1: the positive control" in md and "## Act 2: tiny" in md
+    summary = json.loads((out / "summary.json").read_text())
+    act1 = summary["act1"]
+    assert [r["model"] for r in act1["rows"]] == ["DCNv2 from scratch", "ClickPrompt with PLM"]
+    assert 0.5 < act1["ceiling"]["target"] <= 1 and 0 <= act1["rows"][1]["delong_p_target"] <= 1
+    assert "ceiling (the true click probabilities)" in act1["table"]
+    assert (tiny_data / "control-tiny" / "control.json").exists()  # the profile's control dataset
+    budgets = summary["act2"]["budgets"]
+    assert budgets["ClickPrompt with PLM"]["samples"] == 4 * 32  # 4 steps of 32 (the tiny profile)
+    assert "training samples" in summary["act2"]["verdict"]
+    # every number in the verdicts comes from the runs: act 1's AUCs are the table's, and the verdict says the
+    # pipeline works only when the text model wins significantly and comes within 0.05 of the ceiling
+    from clickprompt.verdicts import compare_words
+
+    r, base = act1["rows"][1], act1["rows"][0]
+    assert f"{r['auc_target']:.3f}" in act1["verdict"]
+    won = compare_words(r["auc_target"], base["auc_target"], r["delong_p_target"]) == "significantly above"
+    assert ("the pipeline works" in act1["verdict"]) == (won and act1["ceiling"]["target"] - r["auc_target"] < 0.05)
+    assert compare_words(0.8, 0.7, 0.01) == "significantly above" and compare_words(0.6, 0.7, 1e-9) == "significantly below"
+    assert compare_words(0.8, 0.7, 0.2) == "not distinguishable from"

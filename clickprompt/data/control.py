@@ -338,6 +338,11 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return round(float(roc_auc_score(labels, scores)), 6)
 
 
+def _options_record(o: "ControlOptions") -> dict:
+    """The options as control.json records them (JSON types; n_items resolved)."""
+    return json.loads(json.dumps(dataclasses.asdict(o) | {"fields": list(o.fields), "n_items": o.items}))
+
+
 def _summary(world: ControlWorld, name: str) -> dict:
     o, t = world.options, world.truth
     splits = {}
@@ -354,7 +359,7 @@ def _summary(world: ControlWorld, name: str) -> dict:
     return {
         "format": FORMAT,
         "dataset": name,
-        "options": dataclasses.asdict(o) | {"fields": list(o.fields), "n_items": o.items},
+        "options": _options_record(o),
         "fields": [list(f) for f in o.spec_fields],
         "rule": "logit = signal * (+1 if item group == user's interest else -1) + user bias + item bias; "
                 "label ~ Bernoulli(sigmoid(logit))",
@@ -416,6 +421,19 @@ def make_control_dataset(out_dir: str | Path, options: ControlOptions | None = N
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def ensure_control_dataset(out_dir: str | Path, options: "ControlOptions") -> Path:
+    """The control dataset with these options in `out_dir`: kept when control.json records the same
+    options (generation is deterministic, so it would be rewritten byte for byte), generated otherwise."""
+    path = Path(out_dir) / "control.json"
+    if path.exists():
+        try:
+            if json.loads(path.read_text()).get("options") == _options_record(options):
+                return Path(out_dir)
+        except ValueError:
+            pass
+    return make_control_dataset(out_dir, options, force=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
