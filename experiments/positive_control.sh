@@ -25,9 +25,9 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
   synth control-cold --item-mode cold
   synth control-heldout --item-mode cold --heldout-words 0.5
   synth control-rare --item-mode rare
-  $CP experiment configs/positive_control.yaml --dataset control-cold --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS --quiet
-  $CP experiment configs/pa_mlm_transfer.yaml --dataset control-rare --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS --quiet
-  $CP experiment configs/positive_control.yaml --dataset control-heldout --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS_HELDOUT --quiet
+  $CP experiment configs/positive_control.yaml --dataset control-cold --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS --quiet --resume
+  $CP experiment configs/pa_mlm_transfer.yaml --dataset control-rare --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS --quiet --resume
+  $CP experiment configs/positive_control.yaml --dataset control-heldout --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS_HELDOUT --quiet --resume
 fi
 python experiments/summarize_control.py --out "$OUT" --processed-dir "$DATA" \
   --run "positive_control:control-cold:$SEEDS" --run "pa_mlm_transfer:control-rare:$SEEDS" \
