@@ -9,6 +9,9 @@
     token_attributions(model, config, ...)         Integrated Gradients on the PLM's word embeddings
     latency(models, ds, ...)                       App. C.2, Table 8: milliseconds per batch
     run_predictions(run_dir, ...)                  a run's click probabilities (saved, or recomputed)
+    to_payload / from_payload / write_analysis     the analysis JSON format (`clickprompt analyse --out`,
+                                                   `clickprompt report`, the dashboard's cache)
+    AnalysisCache(root)                            results on disk per run and settings (the dashboard)
 
 Definitions chosen here (each also in the function's docstring):
 
@@ -42,14 +45,17 @@ Definitions chosen here (each also in the function's docstring):
   mask are the same in input and baseline.
 * Latency (Table 8). Milliseconds per batch of `batch_size` test rows, inference only
   (`torch.inference_mode`, eval mode), after `warmup` untimed batches, median and 90th percentile of
-  `repeats` timed batches, with a device synchronisation around each. Two measurements: "model" = the
-  forward pass on a batch already on the device; "e2e" = building the batch from the prepared split
-  (the id gather, plus the token-cache text assembly for PLM models) + host-to-device copy + forward +
-  logits back to the host. Building the token cache itself (once per dataset) is excluded.
+  `repeats` timed batches, with a device synchronisation around each part. Every batch is timed in
+  parts in one pass: "assembly" = building the batch from the prepared split (the id gather, plus the
+  token-cache text assembly for PLM models) + host-to-device copy; "model" = the forward pass alone;
+  "e2e" = assembly + forward + logits back to the host. Being the same batches, e2e >= model for every
+  batch (so for every median and percentile). Building the token cache itself (once per dataset) is
+  excluded.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -564,21 +570,36 @@ def _batcher_for(model, config: dict, tokenizer, ds, split: str):
         return ctr_batcher(s)
     if kind == ModelKind.CLICKPROMPT_CTR:
         return text_batcher(s, TokenCache.for_dataset(tokenizer, ds, _run_max_length(config)))
-    raise AnalysisError(f"latency needs a CTR or with-PLM checkpoint, not {kind!r}")
+    if kind in ModelKind.__members__.values() and ModelKind(kind).scores_clicks:  # the PLM baselines (Table 8)
+        from clickprompt.baselines import batcher_for
+
+        return batcher_for(config, tokenizer, ds)(s)
+    raise AnalysisError(f"latency needs a checkpoint that scores clicks, not {kind!r}")
+
+
+LATENCY_DEFINITION = (
+    "milliseconds per batch, each batch timed in three parts in one pass: assembly = building the batch from the "
+    "prepared split (the id gather; for PLM models also the token-cache text assembly) and copying it to the "
+    "device; model = the forward pass alone; e2e = assembly + model + copying the logits back to the host, so "
+    "e2e >= model for every batch. The token cache itself (built once per dataset) is not included. Median and "
+    "p90 over the timed batches after untimed warm-up batches; torch.inference_mode, eval mode, device "
+    "synchronised around each part.")
 
 
 def latency(models: dict[str, tuple], ds, split: str = "test", batch_size: int = 128, warmup: int = 3,
             repeats: int = 20, *, baseline: str | None = None, aucs: dict | None = None,
-            dtype: torch.dtype | None = None) -> pd.DataFrame:
+            dtype: torch.dtype | None = None, on_batch=None) -> pd.DataFrame:
     """App. C.2 / Table 8: inference milliseconds per batch of each model on its current device.
 
     models: name -> (model, config, tokenizer) as returned by `RunDir.load_model`. Batches are
     consecutive `batch_size` rows of `split` (wrapping around). `warmup` untimed batches, then
-    `repeats` timed ones, under `torch.inference_mode()` in eval mode, synchronising the device around
-    each (optionally under autocast to `dtype`). Columns: model, kind, device, batch_size, params_m,
-    ms_model_median / ms_model_p90 (forward pass, batch already on the device), ms_e2e_median /
-    ms_e2e_p90 (batch assembly from the prepared split incl. the token-cache text assembly for PLM
-    models + copy to the device + forward + logits back to the host).
+    `repeats` timed ones, under `torch.inference_mode()` in eval mode (optionally under autocast to
+    `dtype`). Every batch is timed in parts in ONE pass (`LATENCY_DEFINITION`): ms_assembly_* (batch
+    built from the prepared split incl. the token-cache text assembly for PLM models, copied to the
+    device), ms_model_* (the forward pass alone) and ms_e2e_* (assembly + forward + logits back to the
+    host) -- the same batches, so end-to-end is never below model-only. Columns: model, kind, device,
+    batch_size, params_m, ms_model_median / ms_model_p90, ms_e2e_median / ms_e2e_p90,
+    ms_assembly_median. `on_batch(done, total)` is called after every batch (progress bars).
 
     With `baseline` (a name in `models`), also "auc" and "auc_impr" (Rel.Impr of the AUC vs the
     baseline, Table 8's last column). AUCs come from `aucs` (name -> AUC, or name -> list of AUCs on
@@ -595,45 +616,45 @@ def latency(models: dict[str, tuple], ds, split: str = "test", batch_size: int =
     n = len(s)
     bs = min(batch_size, n)
     records = []
+    total, done = len(models) * (warmup + repeats), 0
     for name, (model, config, tokenizer) in models.items():
         device = _device(model)
         make_batch = _batcher_for(model, config, tokenizer, ds, split)
         index = [(np.arange(bs) + i * bs) % n for i in range(warmup + repeats)]
         was_training = model.training
         model.eval()
-        t_model, t_e2e = [], []
+        t_asm, t_model, t_e2e = [], [], []
         try:
             with torch.inference_mode():
-                prepared = [to_device(make_batch(idx), device) for idx in index]
-                for batch in prepared:
-                    batch.pop("labels", None)
-                for i, batch in enumerate(prepared):  # forward only
+                for i, idx in enumerate(index):
                     _sync(device)
                     t0 = time.perf_counter()
-                    with autocast(device, dtype):
-                        model(**batch)["logits"]
-                    _sync(device)
-                    if i >= warmup:
-                        t_model.append(time.perf_counter() - t0)
-                del prepared
-                for i, idx in enumerate(index):  # assembly + copy + forward + back to host
-                    _sync(device)
-                    t0 = time.perf_counter()
-                    batch = to_device(make_batch(idx), device)
+                    batch = to_device(make_batch(idx), device)  # assembly + copy to the device
                     batch.pop("labels", None)
+                    _sync(device)
+                    t1 = time.perf_counter()
                     with autocast(device, dtype):
-                        logits = model(**batch)["logits"]
-                    logits.float().cpu()
+                        logits = model(**batch)["logits"]  # the forward pass alone
+                    _sync(device)
+                    t2 = time.perf_counter()
+                    logits.float().cpu()  # back to the host
+                    t3 = time.perf_counter()
                     if i >= warmup:
-                        t_e2e.append(time.perf_counter() - t0)
+                        t_asm.append(t1 - t0)
+                        t_model.append(t2 - t1)
+                        t_e2e.append(t3 - t0)
+                    done += 1
+                    if on_batch is not None:
+                        on_batch(done, total)
         finally:
             model.train(was_training)
-        ms_m, ms_e = 1e3 * np.asarray(t_model), 1e3 * np.asarray(t_e2e)
+        ms_a, ms_m, ms_e = 1e3 * np.asarray(t_asm), 1e3 * np.asarray(t_model), 1e3 * np.asarray(t_e2e)
         records.append({
             "model": name, "kind": config.get("kind"), "device": _device_name(device), "batch_size": bs,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "ms_model_median": float(np.median(ms_m)), "ms_model_p90": float(np.percentile(ms_m, 90)),
             "ms_e2e_median": float(np.median(ms_e)), "ms_e2e_p90": float(np.percentile(ms_e, 90)),
+            "ms_assembly_median": float(np.median(ms_a)),
         })
     out = pd.DataFrame.from_records(records)
     if baseline is not None:
@@ -646,10 +667,7 @@ def latency(models: dict[str, tuple], ds, split: str = "test", batch_size: int =
         out["auc_impr"] = [None if name == baseline else _avg_rel_impr(aucs.get(name), aucs.get(baseline))
                            for name in models]
     out.attrs.update(split=split, warmup=warmup, repeats=repeats, baseline=baseline,
-                     definition="ms per batch; model = forward pass on a batch already on the device; e2e = "
-                                "batch assembly (ids, token-cache text) + copy to device + forward + logits to host; "
-                                f"median and p90 of {repeats} timed batches after {warmup} warm-up batches, "
-                                "torch.inference_mode, eval mode")
+                     definition=f"{LATENCY_DEFINITION} Here: {repeats} timed batches after {warmup} warm-up batches.")
     return out
 
 
@@ -679,10 +697,23 @@ def _avg_rel_impr(a, b):
 # ============================================================================ runs
 
 
-def run_predictions(run: str | Path, split: str = "test", processed_dir: str | Path | None = None):
+def score_split(model, config: dict, tokenizer, ds, split: str, *, batch_size: int = 512, on_batch=None) -> np.ndarray:
+    """Click probabilities of a CTR-kind or with-PLM checkpoint on a whole split, with `on_batch(done,
+    total)` after every batch (the same computation as clickprompt.batching.predict_probs)."""
+    from clickprompt.training import predict
+
+    if not ModelKind(config["kind"]).scores_clicks:
+        raise AnalysisError("a PA-MLM pretraining run makes no click predictions")
+    make_batch = _batcher_for(model, config, tokenizer, ds, split)
+    logits = predict(model, make_batch, len(ds.split(split)), batch_size, on_batch=on_batch)
+    return 1 / (1 + np.exp(-logits))
+
+
+def run_predictions(run: str | Path, split: str = "test", processed_dir: str | Path | None = None, *,
+                    cache: "AnalysisCache | None" = None, on_batch=None):
     """(probs, ds) of a finished run: the saved predictions_test.parquet when `split` is "test" and it
-    is there (no model is loaded), else the best checkpoint scored on `split`."""
-    from clickprompt.batching import predict_probs
+    is there (no model is loaded), else the best checkpoint scored on `split` (`on_batch(done, total)`
+    after every batch; with a `cache`, scored once per run and split, then read back from disk)."""
     from clickprompt.rundir import RunDir
 
     run = RunDir(run)
@@ -690,7 +721,232 @@ def run_predictions(run: str | Path, split: str = "test", processed_dir: str | P
     saved = run.read_predictions() if split == "test" else None
     if saved is not None and len(saved[1]) == len(ds.split("test")):
         return saved[1], ds
+    key = cache.key([run.path], "predictions", {"split": split, "data": ds.fingerprint}) if cache is not None else None
+    if key is not None:
+        hit = cache.get_array(key)
+        if hit is not None and len(hit) == len(ds.split(split)):
+            return hit, ds
     model, config, tokenizer = run.load_model(ds)
     if not ModelKind(config["kind"]).scores_clicks:
         raise AnalysisError(f"{run.path}: a PA-MLM pretraining run makes no click predictions")
-    return predict_probs(model, config, tokenizer, ds, split), ds
+    probs = score_split(model, config, tokenizer, ds, split, on_batch=on_batch)
+    if key is not None:
+        cache.put_array(key, probs)
+    return probs, ds
+
+
+# ============================================================================ the analysis JSON format
+
+# One format for every analysis, written by `clickprompt analyse ... --out DIR`, read by `clickprompt report`
+# and the dashboard's disk cache. A payload is a JSON object:
+#   {"analysis": KIND, "format": 1, "dataset": ..., <settings>, <the table>}
+# with the table stored per kind (these keys predate the "format" key, which older files lack):
+#   long_tail            "rows": records of long_tail_table (+ "definition", "long_tail", "baseline")
+#   attention            "fields", "prompts", "table" (rows x K), "prompt_mass"
+#   field_attributions   "rows": records with a "row" column
+#   token_attributions   "tokens": records, "per_row": {row: {"logit", "baseline_logit", "delta"}}
+#   latency              "rows": records, "definition"
+# NaN is written as null. `to_payload(kind, table, **meta)` and `from_payload(payload)` convert both ways
+# (the DataFrame gets its attrs back).
+ANALYSIS_FORMAT = 1
+ANALYSIS_KINDS = ("long_tail", "attention", "field_attributions", "token_attributions", "latency")
+
+
+def _clean(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return _clean(v.item())
+    return v
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{str(k): _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def to_payload(kind: str, table: pd.DataFrame, **meta) -> dict:
+    """An analysis table as its JSON payload (see the format above); `meta`: dataset, run(s), settings."""
+    if kind not in ANALYSIS_KINDS:
+        raise AnalysisError(f"unknown analysis {kind!r} (known: {', '.join(ANALYSIS_KINDS)})")
+    a = table.attrs
+    out = {"analysis": kind, "format": ANALYSIS_FORMAT, **_clean(meta)}
+    if kind == "long_tail":
+        out.update(definition=a.get("definition", ""), long_tail=_clean(a.get("long_tail", {})),
+                   baseline=a.get("baseline"), split=a.get("split", meta.get("split")),
+                   tail_fraction=a.get("tail_fraction", meta.get("tail_fraction")), rows=_records(table))
+    elif kind == "attention":
+        out.update(fields=[str(f) for f in table.index], prompts=[str(c) for c in table.columns],
+                   table=[[_clean(v) for v in r] for r in table.to_numpy().tolist()],
+                   prompt_mass=_clean(a.get("prompt_mass", {})), n_masked=_clean(a.get("n_masked", {})),
+                   **{k: _clean(a[k]) for k in ("layer", "row", "split", "mask", "strategy") if k in a})
+    elif kind == "field_attributions":
+        out.update(rows=_records(table.reset_index()),
+                   **{k: v for k, v in a.items() if isinstance(v, (str, int, float))})
+    elif kind == "token_attributions":
+        out.update(tokens=_records(table), per_row=_clean(a.get("rows", {})),
+                   **{k: v for k, v in a.items() if isinstance(v, (str, int, float))})
+    else:  # latency
+        out.update(definition=a.get("definition", ""), rows=_records(table),
+                   **{k: _clean(a[k]) for k in ("split", "warmup", "repeats", "baseline") if k in a})
+    return out
+
+
+def from_payload(payload: dict) -> pd.DataFrame:
+    """The DataFrame of an analysis payload, with the attrs its function would have set (older payloads,
+    without the "format" key, read the same)."""
+    kind = payload.get("analysis")
+    if kind == "long_tail":
+        table = pd.DataFrame(payload["rows"])
+        for c in table.columns:  # null -> NaN in numeric columns (AUC of a small subset)
+            if c.endswith((" AUC", " log loss", " Rel.Impr", " DeLong p")) or c == "positive_rate":
+                table[c] = pd.to_numeric(table[c], errors="coerce")
+        table.attrs.update(definition=payload.get("definition", ""), long_tail=payload.get("long_tail", {}),
+                           baseline=payload.get("baseline"), split=payload.get("split"),
+                           tail_fraction=payload.get("tail_fraction"))
+    elif kind == "attention":
+        table = pd.DataFrame(payload["table"], index=pd.Index(payload["fields"], name="masked field"),
+                             columns=payload["prompts"], dtype=float)
+        mass = {k: (math.nan if v is None else v) for k, v in (payload.get("prompt_mass") or {}).items()}
+        table.attrs.update(prompt_mass=mass, n_masked=payload.get("n_masked", {}),
+                           **{k: payload[k] for k in ("layer", "row", "split", "mask", "strategy") if k in payload})
+    elif kind == "field_attributions":
+        table = pd.DataFrame(payload["rows"])
+        if "row" in table.columns:
+            table = table.set_index("row")
+        table.attrs.update({k: payload[k] for k in ("method", "baseline", "target", "n_steps", "split", "kind")
+                            if k in payload})
+    elif kind == "token_attributions":
+        table = pd.DataFrame(payload["tokens"], columns=["row", "position", "token", "field", "is_value", "attribution"])
+        table.attrs.update(rows={int(k): v for k, v in (payload.get("per_row") or {}).items()},
+                           **{k: payload[k] for k in ("method", "baseline", "target", "n_steps", "split") if k in payload})
+    elif kind == "latency":
+        table = pd.DataFrame(payload["rows"])
+        table.attrs.update(definition=payload.get("definition", ""),
+                           **{k: payload[k] for k in ("split", "warmup", "repeats", "baseline") if k in payload})
+    else:
+        raise AnalysisError(f"not an analysis payload (analysis = {kind!r})")
+    return table
+
+
+def write_analysis(out_dir: str | Path, stem: str, payload: dict, table: pd.DataFrame) -> tuple[Path, Path]:
+    """`<out_dir>/<stem>.csv` (the table) and `<stem>.json` (the payload), written atomically."""
+    from clickprompt.checkpoint import atomic_write_text
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    csv, js = d / f"{stem}.csv", d / f"{stem}.json"
+    atomic_write_text(csv, table.to_csv(index=table.index.name is not None))
+    atomic_write_text(js, json.dumps(payload, indent=2, default=_clean, allow_nan=False))
+    return csv, js
+
+
+def read_analysis(path: str | Path) -> dict | None:
+    """A saved analysis payload (with "_path"), or None if the file is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("analysis") not in ANALYSIS_KINDS:
+        return None
+    return {**data, "_path": str(path)}
+
+
+# ============================================================================ the disk cache
+
+
+class AnalysisCache:
+    """Analysis results on disk, per run and settings, so a second request is read back instead of
+    recomputed (the dashboard: Long tail on the validation split, Attention, Attributions, Latency).
+
+    A key is the SHA-256 of: the analysis name, its settings, the analysis format and package version,
+    and each run's identity = its run manifest and best/ manifest (hashes of config, results,
+    predictions and weights), so a recomputed run never hits an old entry. A run without a manifest
+    (unfinished, or written by an older version) is not cached. Entries: `<root>/<key>.json` (a payload
+    in the analysis JSON format) or `<key>.npy` (an array), written atomically."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def run_identity(run: str | Path) -> str | None:
+        import hashlib
+
+        from clickprompt.checkpoint import MANIFEST
+
+        run = Path(run)
+        parts = [run / MANIFEST, run / "best" / MANIFEST]
+        if not parts[0].exists() and not parts[1].exists():
+            return None
+        h = hashlib.sha256()
+        for p in parts:
+            h.update(p.read_bytes() if p.exists() else b"-")
+        return h.hexdigest()
+
+    def key(self, runs, analysis: str, settings: dict) -> str | None:
+        import hashlib
+
+        import clickprompt
+
+        ids = [self.run_identity(r) for r in runs]
+        if any(i is None for i in ids):
+            return None
+        blob = json.dumps({"analysis": analysis, "settings": settings, "runs": ids, "format": ANALYSIS_FORMAT,
+                           "version": clickprompt.__version__}, sort_keys=True, default=str)
+        return f"{analysis}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
+
+    def get(self, key: str | None) -> dict | None:
+        if key is None:
+            return None
+        return read_analysis(self.root / f"{key}.json")
+
+    def put(self, key: str | None, payload: dict) -> None:
+        if key is None:
+            return
+        from clickprompt.checkpoint import atomic_write_text
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / f"{key}.json", json.dumps(payload, default=_clean, allow_nan=False))
+        except OSError:  # a read-only place: no cache, never an error
+            pass
+
+    def get_array(self, key: str | None) -> np.ndarray | None:
+        path = self.root / f"{key}.npy" if key is not None else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def put_array(self, key: str | None, array: np.ndarray) -> None:
+        if key is None:
+            return
+        import os
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f".{key}.{os.getpid()}.tmp.npy"
+            np.save(tmp, np.asarray(array))
+            os.replace(tmp, self.root / f"{key}.npy")
+        except OSError:
+            pass
+
+    def cached(self, key: str | None, kind: str, compute, *, refresh: bool = False, **meta) -> tuple[pd.DataFrame, bool]:
+        """(table, read_from_cache): the cached table for `key`, else (or with `refresh`) `compute()`,
+        stored under it."""
+        hit = None if refresh else self.get(key)
+        if hit is not None:
+            table = from_payload(hit)
+            table.attrs["cached_at"] = hit.get("computed_at")
+            return table, True
+        table = compute()
+        from datetime import datetime, timezone
+
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.put(key, {**to_payload(kind, table, **meta), "computed_at": stamp})
+        return table, False

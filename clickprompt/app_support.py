@@ -19,7 +19,6 @@ Nothing here trains; every function reads what the stages wrote.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from clickprompt.errors import ClickPromptError
+from clickprompt.formatting import column_formatter, fmt_mean_std, fmt_num, fmt_p, fmt_pct, metric_label, missing
 from clickprompt.rundir import ModelKind, RunDir, Stage, Verdict
 
 QUICK_COMMAND = "clickprompt quick --dataset ml-100k --out runs/quick"
@@ -276,24 +276,45 @@ def parameter_table(model) -> pd.DataFrame:
 # ---------------------------------------------------------------- run directories
 
 
-def discover_runs(root: str | Path) -> dict[str, Path]:
+def discover_runs(root: str | Path, *, unfinished: bool = False) -> dict[str, Path]:
     """Every run directory under `root` (itself included) holding results.json, by its path relative
-    to `root` ("." for the root itself), sorted. Checkpoint and trainer-state folders are skipped."""
+    to `root` ("." for the root itself), sorted. Checkpoint and trainer-state folders are skipped.
+    unfinished=True: also the runs that have only a config.json so far (being written, or killed)."""
     root = Path(root)
     if not root.is_dir():
         return {}
     found = {}
-    for res in sorted(root.rglob("results.json")):
-        run = res.parent
-        if {"best", "state"} & set(run.relative_to(root).parts):
-            continue
-        found[run.relative_to(root).as_posix()] = run
-    return found
+    names = ("results.json", "config.json") if unfinished else ("results.json",)
+    for name in names:
+        for res in sorted(root.rglob(name)):
+            run = res.parent
+            if {"best", "state", "tokenizer", "tensorboard"} & set(run.relative_to(root).parts):
+                continue
+            if name == "config.json" and not _is_run_config(res):
+                continue
+            found.setdefault(run.relative_to(root).as_posix(), run)
+    return dict(sorted(found.items()))
+
+
+def _is_run_config(path: Path) -> bool:
+    """A run directory's config.json (it names a stage), not a PLM's or a checkpoint's."""
+    try:
+        return isinstance(json.loads(path.read_text()).get("stage"), str)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def run_status(runs: dict[str, Path]) -> dict[str, Verdict]:
     """Each run's verdict (RunDir.verify: ok / damaged / stale / unfinished / running) with its reason."""
     return {name: RunDir(run).verify() for name, run in runs.items()}
+
+
+def verdict_reason(name: str, verdict: Verdict) -> str:
+    """A verdict's reason with the run's own path written as its name in the run list (no machine paths)."""
+    reason = verdict.reason
+    for path in {str(verdict.path), str(Path(verdict.path).resolve())}:
+        reason = reason.replace(path + "/", f"{name}/").replace(path, name)
+    return reason
 
 
 def read_results(run: str | Path) -> dict:
@@ -445,28 +466,118 @@ def describe_pretraining(res: dict) -> str:
 
 
 def learning_curves(runs: dict[str, str | Path]) -> pd.DataFrame:
-    """Long table of every run's metrics.jsonl: run, epoch, step, metric, value (one row per number)."""
+    """Long table of every run's metrics.jsonl: run, stage, kind ("step": every train.log_every steps;
+    "epoch": after each epoch), epoch, step, metric, value -- one row per number. A pretraining run's
+    training loss is the LM loss, so it is named train_mlm_loss (train_clm_loss for PA-CLM), never mixed
+    with the click models' BCE train_loss on one axis. elapsed_s is left out."""
+    from clickprompt.progress import read_records
+
     rows = []
     for name, run in runs.items():
-        path = Path(run) / "metrics.jsonl"
-        if not path.exists():
+        run = RunDir(run)
+        records = read_records(run.metrics_path)  # tolerates a line being written right now
+        if not records:
             continue
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
+        stage = run.stage
+        lm = "clm" if any("valid_clm_loss" in r for r in records) else "mlm"
+        for rec in records:
+            kind = "step" if rec.get("kind") == "step" else "epoch"
             for k, v in rec.items():
-                if k in ("epoch", "step") or not isinstance(v, (int, float)) or v is None:
+                if k in ("epoch", "step", "kind", "elapsed_s") or not isinstance(v, (int, float)) or isinstance(v, bool):
                     continue
-                rows.append({"run": name, "epoch": rec.get("epoch"), "step": rec.get("step"), "metric": k,
-                             "value": float(v)})
-    return pd.DataFrame(rows, columns=["run", "epoch", "step", "metric", "value"])
+                if k == "train_loss" and stage == Stage.PRETRAIN:
+                    k = f"train_{lm}_loss"
+                rows.append({"run": name, "stage": str(stage) if stage else None, "kind": kind,
+                             "epoch": rec.get("epoch"), "step": rec.get("step"), "metric": k, "value": float(v)})
+    return pd.DataFrame(rows, columns=["run", "stage", "kind", "epoch", "step", "metric", "value"])
+
+
+CURVE_DEFAULTS = ("train_loss", "train_mlm_loss", "train_clm_loss", "valid_auc", "valid_logloss", "valid_mlm_loss",
+                  "valid_clm_loss")
+
+
+def smooth(values, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start (weight 0: none)."""
+    out, last, norm = [], 0.0, 0.0
+    for v in values:
+        last = weight * last + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(last / norm if norm else v)
+    return np.asarray(out, dtype=float)
+
+
+def curve_figure(curves: pd.DataFrame, metric: str, *, x: str = "step", smoothing: float = 0.0):
+    """One metric of `learning_curves` as a plotly figure with its own y axis (title and unit from
+    clickprompt.formatting.metric_label): step records as lines (optionally smoothed, the raw values
+    faint behind), epoch records as markers. x: "step" (optimizer step) or "epoch" (integer ticks; a
+    step record sits at its fractional epoch, e.g. 1.5 halfway through epoch 2)."""
+    import plotly.graph_objects as go
+
+    data = curves[curves["metric"] == metric]
+    fig = go.Figure()
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf"]
+    colors = {run: palette[i % len(palette)] for i, run in enumerate(sorted(curves["run"].unique()))}  # one per run
+    for run, d in data.groupby("run", sort=True):
+        color = colors[run]
+        steps = d[d["kind"] == "step"].sort_values("step")
+        epochs = d[d["kind"] == "epoch"].sort_values("step")
+        if x == "epoch":
+            xs_steps = _fractional_epochs(steps, epochs)
+            xs_epochs = epochs["epoch"]
+        else:
+            xs_steps, xs_epochs = steps["step"], epochs["step"]
+        if len(steps):
+            if smoothing > 0:
+                fig.add_scatter(x=xs_steps, y=steps["value"], mode="lines", line={"color": color, "width": 1},
+                                opacity=0.25, name=f"{run} (raw)", legendgroup=run, showlegend=False, hoverinfo="skip")
+            fig.add_scatter(x=xs_steps, y=smooth(steps["value"].to_numpy(), smoothing),
+                            mode="lines" if len(steps) > 30 else "lines+markers", marker={"size": 5},
+                            line={"color": color}, name=f"{run} · steps", legendgroup=run)
+        if len(epochs):
+            fig.add_scatter(x=xs_epochs, y=epochs["value"], mode="markers+lines" if not len(steps) else "markers",
+                            marker={"color": color, "size": 9, "symbol": "diamond"}, line={"color": color, "dash": "dot"},
+                            name=f"{run} · epoch end", legendgroup=run)
+    fig.update_layout(title=metric_label(metric), height=340, margin={"t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})
+    fig.update_yaxes(title_text=metric_label(metric))
+    if x == "epoch":
+        fig.update_xaxes(title_text="epoch", dtick=1, tickformat="d")
+    else:  # whole steps only: a short run would otherwise get half-step ticks
+        short = len(data) and data["step"].max() <= 10
+        fig.update_xaxes(title_text="optimizer step", tickformat=",d", **({"dtick": 1} if short else {}))
+    return fig
+
+
+def _fractional_epochs(steps: pd.DataFrame, epochs: pd.DataFrame) -> pd.Series:
+    """A step record's position in epochs: (epoch - 1) + its share of that epoch's steps."""
+    if steps.empty:
+        return steps["epoch"]
+    ends = dict(zip(epochs["epoch"], epochs["step"]))
+    per_epoch = (np.diff([0, *[ends[e] for e in sorted(ends)]]) if ends else [])
+    size = float(np.median(per_epoch)) if len(per_epoch) else float(steps["step"].max())
+    start = steps["epoch"].map(lambda e: ends.get(e - 1, (e - 1) * size))
+    return (steps["epoch"] - 1) + (steps["step"] - start) / max(size, 1.0)
+
+
+def run_activity(runs: dict[str, Path]) -> dict[str, str]:
+    """name -> "running" (a live process holds the run's lock) / "unfinished" / "finished" / "not-a-run"."""
+    out = {}
+    for name, run in runs.items():
+        r = RunDir(run)
+        if r.lock.holder_if_held() is not None:
+            out[name] = "running"
+        elif r.finished:
+            out[name] = "finished"
+        elif r.config_path.exists():
+            out[name] = "unfinished"
+        else:
+            out[name] = "not-a-run"
+    return out
 
 
 def _fmt_p(p) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "p not available"
-    return f"DeLong p = {p:.2g}"
+    return "p not available" if missing(p) else f"DeLong p = {fmt_p(p)}"
 
 
 def describe_comparison(table: pd.DataFrame, alpha_level: float = 0.05) -> str:
@@ -477,7 +588,7 @@ def describe_comparison(table: pd.DataFrame, alpha_level: float = 0.05) -> str:
     if baseline is None or baseline not in table.index:
         return "No baseline chosen: no comparison."
     b = table.loc[baseline]
-    lines = [f"Baseline {baseline}: test AUC {b['test AUC']:.4f}, log loss {b['test log loss']:.4f}."]
+    lines = [f"Baseline {baseline}: test AUC {fmt_num(b['test AUC'])}, log loss {fmt_num(b['test log loss'])}."]
     for name, r in table.iterrows():
         if name == baseline or r["Rel.Impr"] is None or pd.isna(r["Rel.Impr"]):
             continue
@@ -492,8 +603,8 @@ def describe_comparison(table: pd.DataFrame, alpha_level: float = 0.05) -> str:
                        "does NOT beat the baseline (below it, not significantly)")
         else:
             verdict = "ties the baseline"
-        lines.append(f"{name}: test AUC {r['test AUC']:.4f} ({100 * r['Rel.Impr']:+.2f}% Rel.Impr, {_fmt_p(p)}), "
-                     f"log loss {r['test log loss']:.4f} -> {verdict}.")
+        lines.append(f"{name}: test AUC {fmt_num(r['test AUC'])} ({fmt_pct(r['Rel.Impr'])} Rel.Impr, {_fmt_p(p)}), "
+                     f"log loss {fmt_num(r['test log loss'])} -> {verdict}.")
     return "\n".join(lines)
 
 
@@ -523,8 +634,8 @@ def describe_long_tail(table: pd.DataFrame, model: str) -> str:
             continue
         counted += 1
         better += r[col] > 0
-        lines.append(f"- {r['subset']} ({r['n']:,} rows): {model} AUC {r[f'{model} AUC']:.4f} vs {baseline} "
-                     f"{r[f'{baseline} AUC']:.4f} ({100 * r[col]:+.2f}%, {_fmt_p(r[f'{model} DeLong p'])}).")
+        lines.append(f"- {r['subset']} ({r['n']:,} rows): {model} AUC {fmt_num(r[f'{model} AUC'])} vs {baseline} "
+                     f"{fmt_num(r[f'{baseline} AUC'])} ({fmt_pct(r[col])}, {_fmt_p(r[f'{model} DeLong p'])}).")
     head = f"{model} is above {baseline} on {better} of the {counted} subsets with an AUC."
     return "\n".join([head, *lines])
 
@@ -622,3 +733,250 @@ def score_samples(models: dict[str, tuple], ds, split: str, rows) -> pd.DataFram
         else:
             raise WorkbenchError(f"{name}: a {kind!r} checkpoint makes no click predictions")
     return out
+
+
+# ---------------------------------------------------------------- comparing runs
+
+
+def group_runs(runs: dict[str, str | Path]) -> dict[str, list[str]]:
+    """Runs that differ only in their seed (and in settings that never change what is computed: device,
+    logging cadence, data folder) form a group: label -> run names. Labels name the stage and model, and,
+    where that is not enough to tell groups apart, the settings that differ ("train.lr=0.01")."""
+    from clickprompt.rundir import request_key
+
+    keys, flat = {}, {}
+    for name, run in runs.items():
+        r = RunDir(run)
+        try:
+            config = r.read_config()
+            results = r.read_results() if r.finished else {}
+        except ClickPromptError:
+            continue
+        key = request_key(config)
+        key.get("train", {}).pop("seed", None)
+        keys[name] = json.dumps(key, sort_keys=True, default=str)
+        flat[name] = (_stage_label({**results, "stage": config.get("stage"),
+                                    "model": results.get("model") or (config.get("ctr") or {}).get("model")}),
+                      _flatten(key))
+    by_key: dict[str, list[str]] = {}
+    for name in runs:
+        if name in keys:
+            by_key.setdefault(keys[name], []).append(name)
+    labels = {}
+    for members in by_key.values():
+        stage, settings = flat[members[0]]
+        rivals = [flat[m[0]][1] for m in by_key.values() if flat[m[0]][0] == stage and m is not members]
+        differing = sorted(k for k in settings if any(r.get(k) != settings[k] for r in rivals)
+                           and k not in ("pretrained", "pretrained_weights", "data_fingerprint"))
+        if not rivals:  # the only group of its stage and model
+            label = stage
+        elif differing:
+            label = f"{stage} · " + ", ".join(f"{k}={settings[k]}" for k in differing[:3])
+        else:  # differs only in what the run started from (another pretraining run, other data)
+            label = f"{stage} · {members[0]}"
+        while label in labels:
+            label += "'"
+        labels[label] = members
+    return labels
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def group_table(runs: dict[str, str | Path], baseline: str | None = None) -> pd.DataFrame:
+    """One row per group of `group_runs`: seeds, test / valid AUC and test log loss as mean ± sample sd
+    over the seeds (strings, as the report writes them) and the means as numbers, Rel.Impr of the mean
+    test AUC against the group of the run `baseline`, and its p-value with the report's rule
+    (clickprompt.report.compare: paired t-test over >= 3 shared seeds, else DeLong's test on each shared
+    seed's test predictions, one direction required on every seed). PA-MLM groups are listed without AUC."""
+    from clickprompt.evaluation import rel_impr
+    from clickprompt.report import Group, Run, compare
+
+    groups = group_runs(runs)
+    built, base_group = {}, None
+    for label, members in groups.items():
+        rs = []
+        for m in members:
+            r = RunDir(runs[m])
+            rs.append(Run(r.path, r.read_results() if r.finished else {}, r.read_config()))
+        g = Group(key=label, role="other", dataset=rs[0].dataset, ctr=None, plm=None, label=label, runs=rs)
+        built[label] = (g, members)
+        if baseline in members:
+            base_group = g
+    rows = []
+    for label, (g, members) in built.items():
+        auc, sd, n = g.mean_std("test", "auc")
+        ll, ll_sd, _ = g.mean_std("test", "logloss")
+        vauc, vsd, vn = g.mean_std("valid", "auc")
+        p, test = (compare(g, base_group) if base_group is not None and g is not base_group and auc is not None
+                   else (None, ""))
+        rows.append({
+            "group": label, "runs": len(members), "seeds": ", ".join(str(s) for s in g.seeds),
+            "test AUC (mean ± sd)": fmt_mean_std(auc, sd, n), "test log loss (mean ± sd)": fmt_mean_std(ll, ll_sd, n),
+            "valid AUC (mean ± sd)": fmt_mean_std(vauc, vsd, vn),
+            "test AUC": auc, "test AUC sd": sd if n > 1 else None,
+            "Rel.Impr": (rel_impr(auc, base_group.auc) if base_group is not None and g is not base_group
+                         and auc is not None and base_group.auc else None),
+            "p": p, "test": test or None, "members": ", ".join(members),
+        })
+    table = pd.DataFrame(rows, columns=["group", "runs", "seeds", "test AUC (mean ± sd)", "test log loss (mean ± sd)",
+                                        "valid AUC (mean ± sd)", "test AUC", "test AUC sd", "Rel.Impr", "p", "test",
+                                        "members"]).set_index("group")
+    for c in ("test AUC", "test AUC sd", "Rel.Impr", "p"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    table.attrs["baseline_group"] = next((label for label, (g, _) in built.items() if g is base_group), None)
+    return table
+
+
+def config_diff(run_a: str | Path, run_b: str | Path, *, all_settings: bool = False) -> pd.DataFrame:
+    """The settings (config.json) of two runs side by side: the ones that differ (all of them with
+    `all_settings`), and whether each changes what either run computes (part of its identity,
+    clickprompt.rundir.request_key: not the device, logging cadence or data folder, nor a section its
+    stage does not read, such as plm.* for a CTR model alone)."""
+    from clickprompt.rundir import request_key
+
+    ca, cb = RunDir(run_a).read_config(), RunDir(run_b).read_config()
+    a, b = _flatten(ca), _flatten(cb)
+    computed = set(_flatten(request_key(ca))) | set(_flatten(request_key(cb)))
+    rows = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k, "(absent)"), b.get(k, "(absent)")
+        if va != vb or all_settings:
+            rows.append({"setting": k, "A": _show(va), "B": _show(vb), "differs": va != vb,
+                         "changes what is computed": k in computed})
+    return pd.DataFrame(rows, columns=["setting", "A", "B", "differs", "changes what is computed"]).set_index("setting")
+
+
+def _show(v) -> str:
+    return "—" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def display_table(table: pd.DataFrame, columns: list[str] | None = None):
+    """A table as the dashboard shows it: the chosen columns, every cell written by the shared
+    formatters (clickprompt.formatting.column_formatter: AUC 4 decimals, Rel.Impr '+0.74%', p-values
+    two significant digits, missing values '—', never 'None' or 'nan'). A pandas Styler: the numbers
+    underneath stay numbers (sorting, CSV export)."""
+    t = table[columns] if columns is not None else table
+    return t.style.format({c: column_formatter(c) for c in t.columns}, na_rep="—")
+
+
+def plm_depth(run: str | Path) -> int | None:
+    """The number of transformer layers of a run's PLM (from its checkpoint config; None for a CTR model):
+    bounds for the attention view's layer input (-depth .. depth - 1)."""
+    hf = checkpoint_config(run).get("hf_config") or {}
+    for key in ("num_hidden_layers", "n_layer", "encoder_layers", "num_layers"):
+        if isinstance(hf.get(key), int):
+            return int(hf[key])
+    return None
+
+
+# ---------------------------------------------------------------- heavy analyses: progress and a disk cache
+
+
+def analysis_cache(root: str | Path | None = None):
+    """The dashboard's disk cache (clickprompt.analysis.AnalysisCache): CLICKPROMPT_CACHE_DIR, else
+    outputs/cache/analysis under the checkout (git-ignored)."""
+    from clickprompt.analysis import AnalysisCache
+
+    return AnalysisCache(root or os.environ.get("CLICKPROMPT_CACHE_DIR") or repo_root() / "outputs" / "cache" / "analysis")
+
+
+def long_tail_cached(runs: dict[str, Path], split: str, tail_fraction: float, baseline: str, processed_dir=None,
+                     *, cache=None, on_progress=None) -> tuple[pd.DataFrame, bool]:
+    """analysis.long_tail_table for named runs, cached on disk per runs and settings. The test split reads
+    the saved predictions; another split scores each checkpoint (cached per run and split too), with
+    `on_progress(fraction, text)` after every batch. Returns (table, read from the cache)."""
+    from clickprompt.analysis import long_tail_table, run_predictions
+
+    cache = cache if cache is not None else analysis_cache()
+    settings = {"split": split, "tail_fraction": tail_fraction, "baseline": baseline, "models": sorted(runs)}
+    key = cache.key([runs[n] for n in sorted(runs)], "long_tail", settings)
+
+    def compute():
+        preds, ds = {}, None
+        for i, (name, run) in enumerate(runs.items()):
+            def tick(done, total, i=i, name=name):
+                if on_progress is not None:
+                    on_progress((i + done / total) / len(runs), f"scoring the {split} split with {name}: batch {done}/{total}")
+            preds[name], ds = run_predictions(run, split, processed_dir, cache=cache, on_batch=tick)
+        return long_tail_table(ds, preds, split=split, tail_fraction=tail_fraction, baseline=baseline)
+
+    return cache.cached(key, "long_tail", compute, split=split, models={n: str(r) for n, r in runs.items()})
+
+
+def attention_cached(run: Path, model_triplet, ds, split: str, row: int, layer: int, mask: str, *, cache=None):
+    from clickprompt.analysis import prompt_attention
+
+    cache = cache if cache is not None else analysis_cache()
+    key = cache.key([run], "attention", {"split": split, "row": row, "layer": layer, "mask": mask})
+    model, _, tokenizer = model_triplet
+    return cache.cached(key, "attention", lambda: prompt_attention(model, tokenizer, ds, split, row, layer=layer, mask=mask),
+                        run=str(run), dataset=ds.name)
+
+
+def attributions_cached(run: Path, model_triplet, ds, split: str, rows: list[int], n_steps: int, tokens: bool, *,
+                        cache=None, on_progress=None):
+    """(field table, token table or None, read from the cache): Integrated Gradients row by row (a
+    progress step per row), cached on disk per run and settings."""
+    from clickprompt.analysis import field_attributions, token_attributions
+
+    cache = cache if cache is not None else analysis_cache()
+    model, config, tokenizer = model_triplet
+    settings = {"split": split, "rows": list(rows), "n_steps": n_steps}
+    total = len(rows) + (1 if tokens else 0)
+
+    def fields():
+        parts = []
+        for i, r in enumerate(rows):
+            if on_progress is not None:
+                on_progress(i / total, f"integrated gradients over the field embeddings: row {r} ({i + 1}/{len(rows)})")
+            parts.append(field_attributions(model, config, tokenizer, ds, split, [r], n_steps=n_steps))
+        out = pd.concat(parts)
+        out.attrs.update(parts[0].attrs)
+        return out
+
+    f, hit_f = cache.cached(cache.key([run], "field_attributions", settings), "field_attributions", fields,
+                            run=str(run), dataset=ds.name)
+    t, hit_t = None, True
+    if tokens:
+        def toks():
+            if on_progress is not None:
+                on_progress(len(rows) / total, f"integrated gradients over the PLM's word embeddings: row {rows[0]}")
+            return token_attributions(model, config, tokenizer, ds, split, [rows[0]], n_steps=n_steps)
+
+        t, hit_t = cache.cached(cache.key([run], "token_attributions", {**settings, "rows": [rows[0]]}),
+                                "token_attributions", toks, run=str(run), dataset=ds.name)
+    return f, t, hit_f and hit_t
+
+
+def latency_cached(runs: dict[str, Path], models: dict[str, tuple], ds, *, batch_size: int, repeats: int, warmup: int = 3,
+                   cache=None, on_progress=None, refresh: bool = False):
+    """analysis.latency for named runs, cached on disk per runs, settings and machine (device, threads);
+    `refresh` measures again. Returns (table, read from the cache)."""
+    import platform
+
+    import torch
+
+    from clickprompt.analysis import latency
+
+    cache = cache if cache is not None else analysis_cache()
+    machine = {"host": platform.node(), "threads": torch.get_num_threads(),
+               "devices": sorted({str(next(m.parameters()).device) for m, _, _ in models.values()})}
+    key = cache.key([runs[n] for n in sorted(runs)], "latency",
+                    {"batch_size": batch_size, "repeats": repeats, "warmup": warmup, "models": sorted(runs), **machine})
+
+    def tick(done, total):
+        if on_progress is not None:
+            on_progress(done / total, f"timing batch {done}/{total} ({warmup} warm-up + {repeats} timed per model)")
+
+    def compute():
+        return latency(models, ds, "test", batch_size=batch_size, warmup=warmup, repeats=repeats, on_batch=tick)
+
+    return cache.cached(key, "latency", compute, refresh=refresh, dataset=ds.name)

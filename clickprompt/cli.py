@@ -19,6 +19,7 @@ from pathlib import Path
 
 from clickprompt.config import RunConfig, flag_overrides, load_stage_config
 from clickprompt.errors import ClickPromptError
+from clickprompt.formatting import fmt_mean_std
 
 
 def _add_run_args(p: argparse.ArgumentParser, model_flag: bool = True) -> None:
@@ -126,8 +127,7 @@ def cmd_train_ctr(args) -> int:
         dirs.append(run_dir)
     if len(dirs) > 1 and is_main_process():
         s = summarize_seeds(dirs, Path(args.out or f"runs/{cfg.data.dataset}/{cfg.ctr.model}") / "summary.json")
-        m, sd = s["test_auc_mean_std"]
-        print(f"{cfg.ctr.model}: test AUC {m:.4f} ± {sd:.4f} over {len(dirs)} seeds")
+        print(f"{cfg.ctr.model}: test AUC {fmt_mean_std(*s['test_auc_mean_std'], n=len(dirs))} over {len(dirs)} seeds")
     return 0
 
 
@@ -195,7 +195,7 @@ def _register_more(sub) -> None:
     import importlib
     import inspect
 
-    for name in ("cli_stages", "cli_experiments", "cli_analysis", "cli_runs"):
+    for name in ("cli_stages", "cli_experiments", "cli_analysis", "cli_runs", "cli_baselines"):
         try:
             module = importlib.import_module(f"clickprompt.{name}")
         except ModuleNotFoundError as e:
@@ -210,6 +210,9 @@ def _register_more(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from clickprompt.progress import progress_mode, quiet_library_bars
+
+    quiet_library_bars(progress_mode(not getattr(args, "quiet", False)))  # no library bars' frames in log files
     try:
         return args.func(args) or 0
     except (ClickPromptError, KeyError, OSError) as e:  # what a user can cause: one line, exit 2

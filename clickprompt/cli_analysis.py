@@ -8,12 +8,12 @@ clickprompt.report do the work). Registered into `clickprompt.cli` by `register(
     clickprompt report RUN_DIR [RUN_DIR ...] [--out DIR]
 
 With `--out DIR` each analysis writes a CSV and a JSON file (long_tail / attention / attributions /
-latency); `clickprompt report` picks up the JSON files it finds under its run directories.
+latency) in the analysis JSON format defined in clickprompt.analysis (`to_payload`); `clickprompt report`
+picks up the JSON files it finds under its run directories.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -32,26 +32,14 @@ def _named_runs(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _clean(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
-        return _clean(v.item())
-    return v
-
-
-def _records(df) -> list[dict]:
-    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
-
-
 def _write(out: str | None, stem: str, payload: dict, frame) -> None:
+    """CSV + JSON in the analysis format (clickprompt.analysis.to_payload), which `clickprompt report` reads."""
     if not out:
         return
-    d = Path(out)
-    d.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(d / f"{stem}.csv", index=frame.index.name is not None)
-    (d / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=_clean))
-    print(f"wrote {d / (stem + '.csv')} and {d / (stem + '.json')}")
+    from clickprompt.analysis import write_analysis
+
+    csv, js = write_analysis(out, stem, payload, frame)
+    print(f"wrote {csv} and {js}")
 
 
 def _load(run: str, processed_dir):
@@ -65,7 +53,7 @@ def _load(run: str, processed_dir):
 def cmd_long_tail(args) -> int:
     import pandas as pd
 
-    from clickprompt.analysis import long_tail_table, run_predictions
+    from clickprompt.analysis import long_tail_table, run_predictions, to_payload
 
     runs = _named_runs(args.runs)
     preds, ds = {}, None
@@ -81,15 +69,13 @@ def cmd_long_tail(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.to_string(index=False))
     print("\n" + table.attrs["definition"])
-    payload = {"analysis": "long_tail", "dataset": ds.name, "split": args.split, "tail_fraction": args.tail_fraction,
-               "baseline": table.attrs["baseline"], "models": runs, "definition": table.attrs["definition"],
-               "long_tail": table.attrs["long_tail"], "rows": _records(table)}
+    payload = to_payload("long_tail", table, dataset=ds.name, models=runs)
     _write(args.out, "long_tail", payload, table)
     return 0
 
 
 def cmd_attention(args) -> int:
-    from clickprompt.analysis import prompt_attention
+    from clickprompt.analysis import prompt_attention, to_payload
 
     model, config, tokenizer, ds = _load(args.run, args.processed_dir)
     table = prompt_attention(model, tokenizer, ds, args.split, args.row, args.layer, args.max_length, mask=args.mask)
@@ -97,28 +83,23 @@ def cmd_attention(args) -> int:
     mass = table.attrs["prompt_mass"]
     print("share of attention on the prompts: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in mass.items()
                                                              if not math.isnan(v)))
-    payload = {"analysis": "attention", "dataset": ds.name, "run": args.run, "split": args.split, "row": args.row,
-               "layer": args.layer, "mask": args.mask, "fields": list(table.index), "prompts": list(table.columns),
-               "table": [[_clean(v) for v in r] for r in table.to_numpy().tolist()],
-               "prompt_mass": {k: _clean(v) for k, v in mass.items()}}
+    payload = to_payload("attention", table, dataset=ds.name, run=args.run)
     _write(args.out, "attention", payload, table)
     return 0
 
 
 def cmd_attributions(args) -> int:
-    from clickprompt.analysis import field_attributions, token_attributions
+    from clickprompt.analysis import field_attributions, to_payload, token_attributions
 
     model, config, tokenizer, ds = _load(args.run, args.processed_dir)
     table = field_attributions(model, config, tokenizer, ds, args.split, args.rows, args.n_steps)
     print(table.round(5).to_string())
-    payload = {"analysis": "field_attributions", "dataset": ds.name, "run": args.run, "split": args.split,
-               "rows": _records(table.reset_index()), **{k: v for k, v in table.attrs.items() if isinstance(v, (str, int))}}
+    payload = to_payload("field_attributions", table, dataset=ds.name, run=args.run)
     _write(args.out, "field_attributions", payload, table)
     if args.tokens:
         tok = token_attributions(model, config, tokenizer, ds, args.split, args.rows, args.n_steps, baseline=args.baseline)
         print(tok.groupby(["row", "field"], sort=False)["attribution"].sum().round(5).to_string())
-        payload = {"analysis": "token_attributions", "dataset": ds.name, "run": args.run, "split": args.split,
-                   "tokens": _records(tok), "per_row": tok.attrs["rows"]}
+        payload = to_payload("token_attributions", tok, dataset=ds.name, run=args.run)
         _write(args.out, "token_attributions", payload, tok)
     return 0
 
@@ -126,7 +107,7 @@ def cmd_attributions(args) -> int:
 def cmd_latency(args) -> int:
     import pandas as pd
 
-    from clickprompt.analysis import latency
+    from clickprompt.analysis import latency, to_payload
     from clickprompt.rundir import ModelKind
     from clickprompt.training import resolve_device
 
@@ -143,8 +124,7 @@ def cmd_latency(args) -> int:
     table = latency(models, ds, args.split, args.batch_size, args.warmup, args.repeats, baseline=args.baseline)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.round(3).to_string(index=False))
-    payload = {"analysis": "latency", "dataset": ds.name, "split": args.split, "definition": table.attrs["definition"],
-               "rows": _records(table)}
+    payload = to_payload("latency", table, dataset=ds.name, models=_named_runs(args.runs))
     _write(args.out, "latency", payload, table)
     return 0
 

@@ -45,6 +45,7 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     _add_architecture_args(f, " (with --pretrained: must match the pretraining run, which fixes it)")
 
     def cmd_finetune(args) -> int:
+        from clickprompt.formatting import fmt_mean_std
         from clickprompt.pipeline import finetune, summarize_seeds
 
         cfg = resolve(args, "finetune-without-plm" if args.without_plm else "finetune-with-plm")
@@ -58,7 +59,7 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
             dirs.append(Path(run_dir))
         if len(dirs) > 1:
             s = summarize_seeds(dirs, dirs[0].parent / "summary.json")
-            print(f"finetune {kind}: test AUC {s['test_auc_mean_std'][0]:.4f} ± {s['test_auc_mean_std'][1]:.4f}")
+            print(f"finetune {kind}: test AUC {fmt_mean_std(*s['test_auc_mean_std'], n=len(dirs))}")
         return 0
 
     f.set_defaults(func=cmd_finetune)

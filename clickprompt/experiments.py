@@ -85,8 +85,26 @@ from clickprompt.rundir import RunDir, Stage, identity
 TOP_KEYS = {"experiment", "paper", "notes", "profile", "seeds", "settings", "dataset_settings", "matrix", "pretrain",
             "arms", "contrasts", "sweep", "delong", "share_pretraining"}
 ARM_KEYS = {"stage", "pretrained", "set", "reference", "label"}
-PRETRAIN_KEYS = {"set", "label"}
+PRETRAIN_KEYS = {"set", "label", "stage"}
 ARM_STAGES = (Stage.TRAIN_CTR, Stage.FINETUNE_WITH_PLM, Stage.FINETUNE_WITHOUT_PLM)
+# The PLM-based baselines (clickprompt.baselines) take part too: their scoring stages are arm stages (ctr-bert,
+# p5, ptab-finetune, ctrl-finetune), their pretraining stages a pretrain block's `stage` (ptab-pretrain,
+# ctrl-pretrain; default "pretrain", PA-MLM). An arm whose method cannot run here (P5 without a T5 at hand)
+# is not run; the summary says why in its row.
+
+
+def _baseline_stages() -> dict[str, object]:
+    """{stage: its Method} for the baselines' stages (imported on first use: the package loads torch)."""
+    from clickprompt.baselines import baseline_stages, method_of_stage
+
+    return {str(s): method_of_stage(s) for s in baseline_stages()}
+
+
+def _is_baseline(stage) -> bool:
+    """Whether `stage` is a baseline's (the package is imported only when a stage is not ClickPrompt's)."""
+    return stage not in STAGES and stage in _baseline_stages()
+
+
 # Settings added after run directories already existed: left out of the hash while at these values, so
 # the finished runs keep their addresses; any other value is part of the run's identity.
 IDENTITY_IF_NOT = {"train": {"group_by_length": False, "transfer": "all", "pretrain_patience": None}}
@@ -133,8 +151,9 @@ def _split_key(key: str) -> tuple[str | None, str]:
     stage, sep, dotted = str(key).rpartition("/")
     if not sep:
         return None, dotted
-    if stage not in STAGES:
-        raise ExperimentError(f"setting {key!r}: unknown stage {stage!r} (known: {', '.join(STAGES)})")
+    if stage not in STAGES and not _is_baseline(stage):
+        known = (*STAGES, *_baseline_stages())
+        raise ExperimentError(f"setting {key!r}: unknown stage {stage!r} (known: {', '.join(known)})")
     return stage, dotted
 
 
@@ -189,19 +208,34 @@ def load_experiment(path: str | Path) -> Experiment:
         setattr(exp, block, dict(grid))
     for name, spec in (raw.get("pretrain") or {}).items():
         spec = _mapping(f"{path}: pretrain.{name}", spec, PRETRAIN_KEYS)
+        pre_stage = str(spec.get("stage") or Stage.PRETRAIN)
+        if pre_stage != Stage.PRETRAIN:  # a baseline's pretraining (ptab-pretrain, ctrl-pretrain)
+            pre_stages = sorted(str(m.pretraining_stage) for m in _baseline_stages().values() if m.pretraining_stage)
+            if pre_stage not in pre_stages:
+                raise ExperimentError(f"{path}: pretrain.{name}.stage: expected one of {['pretrain', *pre_stages]}, "
+                                      f"got {pre_stage!r}")
         exp.pretrain[str(name)] = {"set": _check_settings(f"{path}: pretrain.{name}.set", spec.get("set")),
-                                   "label": spec.get("label")}
+                                   "label": spec.get("label"), "stage": pre_stage}
     arms = raw.get("arms") or {}
     if not isinstance(arms, dict) or not arms:
         raise ExperimentError(f"{path}: arms: expected a non-empty mapping name: {{stage: ..., ...}}")
     for name, spec in arms.items():
         spec = _mapping(f"{path}: arms.{name}", spec, ARM_KEYS)
         stage = spec.get("stage")
-        if stage not in ARM_STAGES:
-            raise ExperimentError(f"{path}: arms.{name}.stage: expected one of {ARM_STAGES}, got {stage!r}")
+        scoring = {} if stage in ARM_STAGES else {str(m.scoring_stage): m for m in _baseline_stages().values()}
+        if stage not in ARM_STAGES and stage not in scoring:
+            raise ExperimentError(f"{path}: arms.{name}.stage: expected one of {(*map(str, ARM_STAGES), *scoring)}, "
+                                  f"got {stage!r}")
         pre = spec.get("pretrained")
         if pre is not None and pre not in exp.pretrain:
             raise ExperimentError(f"{path}: arms.{name}.pretrained: {pre!r} is not in pretrain ({sorted(exp.pretrain)})")
+        needs = scoring[stage].pretraining_stage if stage in scoring else Stage.PRETRAIN  # what it starts from
+        if stage in scoring and (pre is None) != (needs is None):
+            raise ExperimentError(f"{path}: arms.{name}: a {stage} arm " + (f"starts from a {needs} pretrain block"
+                                  if needs else "starts from the published PLM (no pretrained)"))
+        if pre is not None and needs is not None and exp.pretrain[pre]["stage"] != needs:
+            raise ExperimentError(f"{path}: arms.{name}.pretrained: {pre!r} is a {exp.pretrain[pre]['stage']} block; "
+                                  f"a {stage} arm starts from a {needs} one")
         if pre is not None and stage == "train-ctr":
             raise ExperimentError(f"{path}: arms.{name}: a train-ctr arm starts from scratch (no pretrained)")
         exp.arms.append(Arm(str(name), stage, pre, _check_settings(f"{path}: arms.{name}.set", spec.get("set")),
@@ -266,6 +300,7 @@ class Plan:
     cells: dict = field(default_factory=dict)  # (point index, instance index, arm or pretrain name, seed) -> Run
     runs: list[Run] = field(default_factory=list)  # unique runs in execution order
     selected: dict = field(default_factory=dict)  # matrix / sweep keys narrowed to one value by --set
+    skipped: dict = field(default_factory=dict)  # arm name -> why it is not run (a baseline that cannot run here)
 
     @property
     def summary_dir(self) -> Path:  # one per selection, so `--set ctr.model=dnn` and `=autoint` keep both
@@ -331,6 +366,9 @@ def _plm_label(name: str) -> str:
 
 
 def _run_label(stage: str, cfg: RunConfig, pretrained: Run | None) -> str:
+    if _is_baseline(stage):  # ctr-bert-minilm-l6, ctrl-pretrain-autoint-minilm-l6, ...
+        uses_ctr = stage in (Stage.CTRL_PRETRAIN, Stage.CTRL_FINETUNE)
+        return f"{stage}-" + (f"{cfg.ctr.model}-" if uses_ctr else "") + _plm_label(cfg.plm.name)
     if stage == "train-ctr":
         return cfg.ctr.model
     if stage == "finetune-without-plm":
@@ -364,6 +402,10 @@ def plan_experiment(exp: Experiment, dataset: str, *, seeds=None, out: str | Pat
     unique: dict[Path, Run] = {}
 
     bases = {stage: load_stage_config(profile, stage, config_file) for stage in STAGES}
+    if any(_is_baseline(a.stage) for a in exp.arms):
+        from clickprompt.baselines import stage_config
+
+        bases.update({stage: stage_config(profile, stage, config_file) for stage in _baseline_stages()})
 
     def make(stage: str, layers: list[dict], seed: int, pretrained: Run | None) -> Run:
         cfg = copy.deepcopy(bases[stage])
@@ -388,7 +430,7 @@ def plan_experiment(exp: Experiment, dataset: str, *, seeds=None, out: str | Pat
             for name, spec in exp.pretrain.items():
                 for s in seeds:  # with share_pretraining, every seed's cell is the first seed's one run
                     s_pre = seeds[0] if exp.share_pretraining else s
-                    plan.cells[(pi, ii, f"pretrain:{name}", s)] = make("pretrain", base + [spec["set"]], s_pre, None)
+                    plan.cells[(pi, ii, f"pretrain:{name}", s)] = make(spec["stage"], base + [spec["set"]], s_pre, None)
             for arm in exp.arms:
                 for s in seeds:
                     pre = None
@@ -396,8 +438,16 @@ def plan_experiment(exp: Experiment, dataset: str, *, seeds=None, out: str | Pat
                         pre = plan.cells[(pi, ii, f"pretrain:{arm.pretrained}", seeds[0] if exp.share_pretraining else s)]
                     plan.cells[(pi, ii, arm.name, s)] = make(arm.stage, base + [arm.set], s, pre)
     order = {"pretrain": 0, "train-ctr": 1, "finetune-without-plm": 2, "finetune-with-plm": 3}
-    used = {id(r) for r in plan.cells.values()}
-    plan.runs = sorted((r for r in unique.values() if id(r) in used), key=lambda r: (order[r.stage], str(r.run_dir)))
+    for arm in exp.arms:  # a baseline that cannot run here (P5 without a T5): listed, not run
+        if _is_baseline(arm.stage):
+            order.update({str(m.pretraining_stage): 0 for m in _baseline_stages().values() if m.pretraining_stage})
+            from clickprompt.baselines import unavailable
+
+            why = unavailable(arm.stage, plan.cells[(0, 0, arm.name, seeds[0])].cfg)
+            if why:
+                plan.skipped[arm.name] = why
+    used = {id(r) for key, r in plan.cells.items() if key[2] not in plan.skipped}
+    plan.runs = sorted((r for r in unique.values() if id(r) in used), key=lambda r: (order.get(r.stage, 2), str(r.run_dir)))
     return plan
 
 
@@ -422,6 +472,10 @@ def execute_run(run: Run, *, force: bool = False, resume: bool = False, progress
     if run.stage == Stage.PRETRAIN:
         return pipeline.pretrain(cfg, run.run_dir, **kw)
     pretrained = run.pretrained.run_dir if run.pretrained else None
+    if _is_baseline(run.stage):
+        from clickprompt.baselines import run_stage
+
+        return run_stage(run.stage, cfg, run.run_dir, pretrained=pretrained, **kw)
     return pipeline.finetune(cfg, run.run_dir, pretrained=pretrained, with_plm=run.stage == Stage.FINETUNE_WITH_PLM, **kw)
 
 
@@ -445,7 +499,9 @@ def run_experiment(config: str | Path | Experiment, dataset: str, *, seeds=None,
                     "pretrained": str(r.pretrained.run_dir) if r.pretrained else None} for r in plan.runs]
         for r in listing:
             say(f"  {'done' if r['done'] else 'todo'}  {r['stage']:22s} {r['run_dir']}")
-        return {"plan": listing}
+        for arm, why in plan.skipped.items():
+            say(f"  skip  {arm}: {why}")
+        return {"plan": listing, "skipped": plan.skipped}
     if not summary_only:
         for i, run in enumerate(plan.runs, 1):
             status = "reuse" if run.done and not force else "run"
@@ -545,7 +601,7 @@ def summarize(plan: Plan) -> dict:
             for name in exp.pretrain:
                 runs = [plan.cells[(pi, ii, f"pretrain:{name}", s)] for s in seeds]
                 res = [r.results for r in runs]
-                loss_key = next((k for k in ("valid_mlm_loss", "valid_clm_loss") if k in res[0]), None)
+                loss_key = next((k for k in ("valid_mlm_loss", "valid_clm_loss", "valid_infonce_loss") if k in res[0]), None)
                 row = {"pretrain": name, "runs": sorted({str(r.run_dir) for r in runs}),
                        "objective": res[0].get("objective", "PA-MLM"),
                        "valid_loss": mean_std([r.get(loss_key) for r in res]) if loss_key else None}
@@ -556,6 +612,12 @@ def summarize(plan: Plan) -> dict:
                       + (" DeLong p per seed (sign of ΔAUC) |" if per_seed_col else ""))
             md.append("|---|---|---|---|---|---|---|---|---|" + ("---|" if per_seed_col else ""))
             for arm in exp.arms:
+                if arm.name in plan.skipped:  # a baseline that cannot run here: its row says why
+                    group["rows"].append({"arm": arm.name, "label": arm.label or arm.name, "stage": arm.stage,
+                                          "not_run": plan.skipped[arm.name]})
+                    md.append(f"| {arm.label or arm.name} | {arm.stage} | {plan.skipped[arm.name]} | - | - | - | - | - | - |"
+                              + (" - |" if per_seed_col else ""))
+                    continue
                 runs = [plan.cells[(pi, ii, arm.name, s)] for s in seeds]
                 res = [r.results for r in runs]
                 row = {
@@ -567,7 +629,7 @@ def summarize(plan: Plan) -> dict:
                 row["test_auc_mean_std"] = mean_std(row["test_auc"])
                 row["test_logloss_mean_std"] = mean_std(row["test_logloss"])
                 row["valid_auc_mean"] = mean_std(row["valid_auc"])[0]
-                if arm.reference is not None:
+                if arm.reference is not None and arm.reference not in plan.skipped:
                     refs = [plan.cells[(pi, ii, arm.reference, s)] for s in seeds]
                     row["reference"] = arm.reference
                     row.update(compare(runs, refs))
@@ -584,6 +646,9 @@ def summarize(plan: Plan) -> dict:
                 md.append("\n| contrast | Rel.Impr | t-test p | DeLong p |" + (" DeLong p per seed (sign of ΔAUC) |" if per_seed_col else ""))
                 md.append("|---|---|---|---|" + ("---|" if per_seed_col else ""))
                 for a, b in exp.contrasts:
+                    if a in plan.skipped or b in plan.skipped:
+                        md.append(f"| {a} vs {b} | not run | - | - |" + (" - |" if per_seed_col else ""))
+                        continue
                     c = compare([plan.cells[(pi, ii, a, s)] for s in seeds], [plan.cells[(pi, ii, b, s)] for s in seeds])
                     group["contrasts"].append({"arm": a, "against": b, **c})
                     md.append(f"| {a} vs {b} | {fmt_pct(c['rel_impr'])} | {fmt_p(c['ttest_p'])} | {fmt_p(c[delong_key])} |"
@@ -592,7 +657,7 @@ def summarize(plan: Plan) -> dict:
                 md.append("\n| pretraining | objective | valid LM loss | value-token acc. (true / shuffled / none prompts) |")
                 md.append("|---|---|---|---|")
                 for p in group["pretraining"]:
-                    accs = " / ".join(f"{p[f'value_token_acc_{m}'][0]:.3f}" for m in ("true", "shuffled", "none"))
+                    accs = " / ".join(fmt_num(p[f"value_token_acc_{m}"][0], 3) for m in ("true", "shuffled", "none"))
                     md.append(f"| {p['pretrain']} | {p['objective']} | "
                               f"{fmt_mean_std(*p['valid_loss'], n=len(seeds)) if p['valid_loss'] else '-'} | {accs} |")
             sec["groups"].append(group)
@@ -619,7 +684,10 @@ def _select(plan: Plan, sections: list[dict]) -> list[dict]:
             cands = []
             for sec in sections:
                 row = next(r for r in sec["groups"][ii]["rows"] if r["arm"] == arm.name)
-                cands.append((row["valid_auc_mean"], sec["point"], row))
+                if "not_run" not in row:
+                    cands.append((row["valid_auc_mean"], sec["point"], row))
+            if not cands:
+                continue
             best = max(cands, key=lambda c: -math.inf if c[0] is None or math.isnan(c[0]) else c[0])
             out.append({"instance": inst, "arm": arm.name, "point": best[1], "valid_auc_mean": best[0],
                         "test_auc_mean_std": best[2]["test_auc_mean_std"], "runs": best[2]["runs"]})

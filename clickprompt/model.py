@@ -246,6 +246,8 @@ def load_pretrained(directory: str | Path, dataset=None):
     None for a CTR model). The tokenizer is the one the run saved beside its checkpoint."""
     from clickprompt.checkpoint import checkpoint_dir
 
+    import clickprompt.baselines  # noqa: F401  (adds the PLM baselines' checkpoint kinds to MODEL_CLASSES)
+
     directory = checkpoint_dir(directory)
     kind = read_checkpoint_config(directory).get("kind")
     try:
@@ -254,7 +256,7 @@ def load_pretrained(directory: str | Path, dataset=None):
         raise CheckpointError(f"{directory}: unknown checkpoint kind {kind!r}") from None
     model = cls.from_pretrained(directory, dataset)
     tokenizer = None
-    if cls.kind.has_prompts:
+    if cls.kind.reads_text:
         from transformers import AutoTokenizer
 
         from clickprompt.plm import resolve_plm

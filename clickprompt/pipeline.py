@@ -363,7 +363,7 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
     """The whole pipeline in one call: DCNv2 from scratch, PA-MLM, finetuning without and with the PLM,
     then a comparison table (AUC, log loss, Rel.Impr and DeLong's p against the DCNv2 baseline)."""
     from clickprompt.config import load_stage_config
-    from clickprompt.formatting import quick_table
+    from clickprompt.formatting import fmt_num, quick_table
 
     out = Path(out)
     flags = {"data.dataset": dataset, "plm.name": plm, "train.seed": seed,
@@ -381,14 +381,36 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
         ("with-plm", lambda: finetune(cfg_for("finetune-with-plm"), out / "finetune-with-plm",
                                       pretrained=out / "pretrain", with_plm=True, force=force, progress=progress)),
     ]
-    for name, step in steps:
+    if progress and is_main_process():
+        from clickprompt.progress import progress_mode, quiet_library_bars
+
+        quiet_library_bars(progress_mode())  # a log file gets our lines, not transformers' bars
+    ctr_model = cfg_for("train-ctr").ctr.model
+    what = {  # the stage banners: what each step does, in the paper's terms
+        "ctr": f"{ctr_model} from scratch: the baseline every ClickPrompt number is compared with",
+        "pretrain": "PA-MLM pretraining (Sec 3.5.1): the CTR model writes soft prompts for every PLM layer and the "
+                    "PLM recovers masked tokens of the sample's text through them",
+        "without-plm": "finetuning without the PLM (Eq. 10): the pretrained CTR model alone, with a new click head",
+        "with-plm": "finetuning with the PLM (Eq. 9): the CTR and PLM logits mixed by a learned alpha",
+    }
+    dirs = {"ctr": "ctr", "pretrain": "pretrain", "without-plm": "finetune-without-plm", "with-plm": "finetune-with-plm"}
+    for i, (name, step) in enumerate(steps, 1):
         t0 = time.perf_counter()
+        was_finished = RunDir(out / dirs[name]).finished and not force
         if progress:
-            print(f"[quick] {name} ...", flush=True)
+            print(f"\n[quick {i}/{len(steps)}] {what[name]} -> {out / dirs[name]}", flush=True)
         results[name] = step()
         timings[name] = round(time.perf_counter() - t0, 1)
+        if progress:
+            r = results[name]
+            got = (f"valid {r.get('objective', 'PA-MLM')} loss {fmt_num(r.get('valid_mlm_loss', r.get('valid_clm_loss')))}, "
+                   f"value-token accuracy own / shuffled / no prompts {fmt_num(r['value_token_acc_true'], 3)} / "
+                   f"{fmt_num(r['value_token_acc_shuffled'], 3)} / {fmt_num(r['value_token_acc_none'], 3)}"
+                   if name == "pretrain" else f"test AUC {fmt_num(r['test']['auc'])}, log loss {fmt_num(r['test']['logloss'])}")
+            how = "reused the finished run (same settings)" if was_finished else f"done in {timings[name]:.0f} s"
+            print(f"[quick {i}/{len(steps)}] {how}: {got}", flush=True)
     summary = quick_table(out, results, timings, dataset=dataset, profile=profile,
-                          ctr_name=cfg_for("train-ctr").ctr.model, pretrain_cfg=cfg_for("pretrain"))
+                          ctr_name=ctr_model, pretrain_cfg=cfg_for("pretrain"))
     if is_main_process():
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
         atomic_write_text(out / "summary.md", summary["table"] + "\n")

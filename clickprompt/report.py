@@ -43,10 +43,11 @@ import numpy as np
 import pandas as pd
 
 from clickprompt import paper_numbers as P
+from clickprompt.analysis import from_payload, read_analysis
 from clickprompt.evaluation import delong_per_seed, mean_std, paired_ttest, rel_impr
+from clickprompt.formatting import DASH, fmt_mean_std, fmt_num, fmt_p, fmt_paper_pct, fmt_pct
 from clickprompt.rundir import RunDir, Stage
 
-DASH = "—"
 ANALYSIS_FILES = ("long_tail.json", "attention.json", "latency.json")
 _PRUNE = {"best", "state", "tokenizer", "__pycache__", ".git"}
 _VOLATILE = {("train", "seed"), ("train", "device"), ("train", "precision"), ("train", "num_workers"),
@@ -162,6 +163,8 @@ def _label(role: str, ctr: str | None, plm: str | None, cfg: dict, results: dict
     c = P.CTR_LABELS.get(ctr or "", ctr or "?")
     lm = plm_label(plm)
     K = cfg.get("prompt", {}).get("num_prompts")
+    if role == "other" and results.get("method"):  # a PLM baseline's pretraining (clickprompt.baselines)
+        return f"{results.get('stage')} ({plm_label(results.get('plm'))})"
     return {
         "scratch": f"{c} (from scratch)",
         "wo": f"ClickPrompt w/o PLM ({c}, {lm})",
@@ -182,6 +185,8 @@ def _group_key(run: Run, role: str) -> str:
     if role in ("scratch", "wo-no-pretrain", "baseline", "other"):  # settings a bare CTR model never reads
         cfg = {k: v for k, v in cfg.items() if k not in ("plm", "prompt")}
     stable = {s: {k: v for k, v in sec.items() if (s, k) not in _VOLATILE} for s, sec in cfg.items()}
+    if role == "baseline" and run.results.get("plm"):  # a PLM baseline: one group per PLM (clickprompt.baselines)
+        stable["plm_name"] = run.results["plm"]
     payload = json.dumps({"role": role, "dataset": run.dataset, "stage": run.stage, "cfg": stable,
                           "model": run.results.get("model")}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
@@ -233,12 +238,9 @@ def discover(run_dirs) -> tuple[list[Group], list[dict], list[str]]:
                 f = (here / name).resolve()
                 if name in files and f not in seen_files:
                     seen_files.add(f)
-                    try:
-                        a = json.loads(f.read_text())
-                    except (OSError, json.JSONDecodeError):
-                        continue
-                    if isinstance(a, dict) and a.get("analysis"):
-                        analyses.append({**a, "_path": str(f)})
+                    a = read_analysis(f)  # the analysis JSON format (clickprompt.analysis.to_payload)
+                    if a is not None:
+                        analyses.append(a)
     for p in extra:
         if p.exists():
             add_run(p)
@@ -331,29 +333,16 @@ def shown(path) -> str:
         return str(path)
 
 
-def f4(x) -> str:
-    return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
-
-
-def fpct(x, digits: int = 2) -> str:
-    return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.{digits}f}%"
-
-
-def fpaper_pct(x) -> str:
-    return DASH if x is None else f"{x:.2f}%"
-
-
-def fp(p) -> str:
-    return DASH if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.2g}"
+# AUC / log loss (f4), Rel.Impr (fpct), the paper's percentages (fpaper_pct), p-values (fp) and "mean ± sd"
+# are written by clickprompt.formatting, as in the experiment summaries, the quick summary and the dashboard
+f4, fpct, fpaper_pct, fp = fmt_num, fmt_pct, fmt_paper_pct, fmt_p
 
 
 def cell(g: Group | None, name: str = "auc", split: str = "test", sig: str = "") -> str:
     if g is None:
         return DASH
     m, s, n = g.mean_std(split, name)
-    if m is None:
-        return DASH
-    return f"{m:.4f}{sig}" + (f" ± {s:.4f}" if n > 1 else "")
+    return fmt_mean_std(m, s, n, mark=sig)
 
 
 def seeds(g: Group | None) -> str:
@@ -482,8 +471,9 @@ def table2(doc: Doc, groups: list[Group], ds: str) -> None:
         if g.dataset == ds and g.role == "baseline" and g.label not in P.TABLE2_MODELS \
                 and all(x is not g for _, x in rows_spec):
             rows_spec.append((g.label, g))
+    not_run = _baselines_not_run(groups, ds, dict(rows_spec))  # P5 without a T5 at hand: its row says so
     if not paper:
-        rows_spec = [(n, g) for n, g in rows_spec if g is not None]
+        rows_spec = [(n, g) for n, g in rows_spec if g is not None or n in not_run]
     cp = dict(rows_spec).get(P.CLICKPROMPT_WITH)
     baselines = [g for n, g in rows_spec if g is not None and n not in (P.CLICKPROMPT_WO, P.CLICKPROMPT_WITH)
                  and g.auc is not None]
@@ -497,13 +487,17 @@ def table2(doc: Doc, groups: list[Group], ds: str) -> None:
         label = name
         if is_cp and g is not None:
             label = f"{name} ({P.CTR_LABELS.get(g.ctr, g.ctr)} + {plm_label(g.plm)})"
+        elif g is not None and g.role == "baseline" and g.runs[0].results.get("plm"):  # a PLM baseline
+            r0 = g.runs[0].results
+            label = f"{name} (" + (f"{P.CTR_LABELS.get(r0['ctr'], r0['ctr'])} + " if r0.get("ctr") else "") \
+                + f"{plm_label(r0['plm'])})"
         sig, ptxt = "", DASH
         if is_cp and g is not None and best is not None and g.auc is not None:
             sig, ptxt = significance(g, best)
         rel = DASH
         if not is_cp and g is not None and cp is not None and cp.auc is not None and g.auc:
             rel = fpct(rel_impr(cp.auc, g.auc))
-        row = [label, seeds(g), cell(g, "auc", sig=sig), cell(g, "logloss"), rel, ptxt]
+        row = [label, seeds(g), not_run.get(name) or cell(g, "auc", sig=sig), cell(g, "logloss"), rel, ptxt]
         if paper:
             pv = P.TABLE2.get(name, {}).get(ds)
             stars = P.TABLE2_SIGNIFICANT.get((name, ds), (False, False))
@@ -516,6 +510,17 @@ def table2(doc: Doc, groups: list[Group], ds: str) -> None:
     doc.table(header, rows)
     doc.p("Rel.Impr: relative AUC improvement of ClickPrompt with PLM over the row, as in the paper. "
           + (f"Best baseline of ours: {best.label}. " if best else "") + SIG_LEGEND)
+
+
+def _baselines_not_run(groups: list[Group], ds: str, rows: dict) -> dict:
+    """{Table 2 row: "not run: ..."} for the PLM baselines that cannot run here and have no run (P5 without a
+    pretrained T5 in the local cache), where the dataset has runs of the other PLM baselines."""
+    if rows.get("P5") is not None or not any(g.dataset == ds and g.role == "baseline" for g in groups):
+        return {}
+    from clickprompt.baselines.p5 import t5_not_run
+
+    why = t5_not_run()
+    return {"P5": why} if why else {}
 
 
 def table3(doc: Doc, groups: list[Group], ds: str) -> None:
@@ -651,8 +656,7 @@ def table6(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
             doc.p(f"Long-tail analysis not computed: {type(e).__name__}: {e}")
     saved = [a for a in analyses if a.get("analysis") == "long_tail" and a.get("dataset") == ds]
     if table is None and saved:
-        table = pd.DataFrame(saved[0]["rows"])
-        table.attrs.update(definition=saved[0].get("definition", ""), baseline=saved[0].get("baseline"))
+        table = from_payload(saved[0])
         used = [f"saved analysis {shown(saved[0]['_path'])}"]
     if table is None:
         doc.p("No long-tail table: needs a ClickPrompt with PLM run, its backbone trained from scratch, their test "
@@ -737,7 +741,7 @@ def table7(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
         saved = [a for a in analyses if a.get("analysis") == "attention" and a.get("dataset") == ds]
         if saved:
             a = saved[0]
-            table = pd.DataFrame(a["table"], index=a["fields"], columns=a["prompts"])
+            table = from_payload(a)
             source = f"saved analysis {shown(a['_path'])}"
     if table is None:
         doc.p("No attention table: needs a PA-MLM pretraining run with its checkpoint and prepared dataset "

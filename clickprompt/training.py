@@ -4,9 +4,10 @@ Contract: `model(**batch)` returns a dict with "loss" (training) and "logits" (p
 built by a `make_batch(indices)` function from in-memory arrays, so there is no per-sample Python in
 the hot loop. The loop owns the optimizer (AdamW, Sec 4.1.4), the schedule, the device and precision
 (bf16 autocast on CUDA, or on request on CPUs with bf16 units), gradient accumulation, early stopping
-on a validation metric keeping the best weights, progress bars, per-epoch JSON-lines metrics, NaN
-guards, and resumable state. Under `torchrun` it runs data-parallel (DDP; gloo on CPU, nccl on CUDA):
-each rank takes its share of every global batch and only rank 0 writes files.
+on a validation metric keeping the best weights, progress and JSON-lines metrics (per epoch and every
+`log_every` steps; clickprompt.progress), NaN guards, and resumable state. Under `torchrun` it runs
+data-parallel (DDP; gloo on CPU, nccl on CUDA): each rank takes its share of every global batch and only
+rank 0 writes files.
 
 Resuming: the shuffle order of epoch e is a pure function of (seed, e), and the trainer state (model,
 optimizer, schedule, RNG, best weights, position in the epoch) is saved atomically every
@@ -36,6 +37,7 @@ from clickprompt.checkpoint import (
 )
 from clickprompt.config import TrainConfig
 from clickprompt.errors import CheckpointError, ClickPromptError
+from clickprompt.progress import TrainLog, mean_over_ranks
 from clickprompt.rundir import RunDir
 
 
@@ -143,6 +145,7 @@ def predict(
     dtype: torch.dtype | None = None,
     output: str = "logits",
     progress: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Run the model over samples 0..n-1; returns the chosen output as float64 numpy, in sample order.
 
@@ -155,12 +158,15 @@ def predict(
     lengths = getattr(make_batch, "lengths", None)
     order = np.argsort(np.asarray(lengths)[:n], kind="stable") if lengths is not None else np.arange(n)
     outs = []
+    n_batches = math.ceil(n / batch_size)
     for start in tqdm(range(0, n, batch_size), desc="predict", disable=not progress, leave=False):
         batch = to_device(make_batch(order[start : start + batch_size]), device)
         batch.pop("labels", None)
         with autocast(device, dtype):
             out = model(**batch)[output]
         outs.append(out.float().cpu())
+        if on_batch is not None:  # (batches done, batches in all): the dashboard's progress bar
+            on_batch(len(outs), n_batches)
     model.train(was_training)
     if not outs:
         return np.zeros(0)
@@ -317,8 +323,12 @@ def train(
     progress: bool = True,
     early_stopping: bool = True,
     patience: int | None = None,
+    tensorboard: bool | None = None,
 ) -> TrainResult:
-    """Train `model`; evaluate after every epoch, keep the best weights (loaded back at the end)."""
+    """Train `model`; evaluate after every epoch, keep the best weights (loaded back at the end).
+
+    Progress, stage banners, step records in metrics.jsonl (every train.log_every steps) and TensorBoard
+    events (`tensorboard`: None = on where the package is installed) come from clickprompt.progress."""
     rank, world = init_distributed()
     main = rank == 0
     device = resolve_device(cfg.device)
@@ -356,10 +366,8 @@ def train(
         epoch, step_in_epoch, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
         best_metric, best_epoch, bad_epochs, history = meta["best_metric"], meta["best_epoch"], meta["bad_epochs"], meta["history"]
         running = list(meta.get("running", [])) if step_in_epoch else []
-        if run is not None and main:  # a kill between the metrics line and the state save: no duplicates
-            run.rewrite_metrics(history)
-        if main and progress:
-            print(f"resumed from {state_dir}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}")
+        # metrics.jsonl goes back to the saved step in log.start (a kill between a metrics line and the
+        # state save must leave no duplicates)
     elif run is not None and main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.metrics_path.unlink(missing_ok=True)
@@ -384,15 +392,18 @@ def train(
     patience = cfg.patience if patience is None else patience  # epochs without a better monitor value
     if early_stopping and evaluate is not None and bad_epochs >= patience:
         stopped_early = done = True  # resumed after the run had already stopped early
+    log = TrainLog(run, cfg, main=main, progress=progress, tensorboard=tensorboard, steps_per_epoch=steps_per_epoch,
+                   n_train=n_train, monitor=monitor if evaluate is not None else None, mode=mode,
+                   early_stopping=early_stopping and evaluate is not None, patience=patience,
+                   checkpoint_config=checkpoint_config, world=world, reduce=mean_over_ranks(device) if world > 1 else None)
+    log.start(resumed=saved_meta is not None, epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step,
+              history=history, device=device, dtype=dtype)
     while epoch < cfg.epochs and not done:
         order = epoch_order(n_train, cfg.seed, epoch, lengths, cfg.batch_size)
         if hasattr(make_batch, "set_epoch"):  # per-epoch randomness of the batcher (PA-MLM masking)
             make_batch.set_epoch(epoch)
         ddp_model.train()
-        bar = tqdm(
-            total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (progress and main), leave=False,
-        )
+        log.epoch_start(epoch, step_in_epoch, global_step)  # a bar over the steps that will really run
         t0 = time.perf_counter()
         while step_in_epoch < steps_per_epoch:
             batch_idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
@@ -420,15 +431,14 @@ def train(
             global_step += 1
             samples_seen += len(batch_idx)
             running.append(loss_sum)
-            bar.update(1)
-            if global_step % cfg.log_every == 0:
-                bar.set_postfix(loss=f"{np.mean(running[-cfg.log_every:]):.4f}")
+            log.step(epoch, step_in_epoch, global_step, running, scheduler.get_last_lr(), t_train + time.perf_counter() - t0)
             if cfg.save_every and global_step % cfg.save_every == 0:
                 save_state(time.perf_counter() - t0)
             if cfg.max_steps is not None and global_step >= cfg.max_steps:
                 done = True
                 break
-        bar.close()
+        log.epoch_steps_done(epoch, step_in_epoch, global_step, running, scheduler.get_last_lr(),
+                             t_train + time.perf_counter() - t0)
         t_train += time.perf_counter() - t0
         train_loss = float(np.mean(running)) if running else None
         if world > 1 and running:  # the mean over all ranks' samples, not rank 0's half
@@ -436,12 +446,14 @@ def train(
             dist.all_reduce(t)
             train_loss = float(t) / world
         record = {"epoch": epoch + 1, "step": global_step, "train_loss": train_loss}
+        improved = False
         if evaluate is not None:
+            log.evaluating(epoch)
             metrics = evaluate(model)  # named as they are recorded: valid_auc, valid_mlm_loss, ...
             record.update(metrics)
             value = metrics.get(monitor)
             if value is not None and (best_metric is None or sign * value > sign * best_metric):
-                best_metric, best_epoch, bad_epochs = value, epoch + 1, 0
+                best_metric, best_epoch, bad_epochs, improved = value, epoch + 1, 0, True
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 if run is not None and main and checkpoint_config is not None:
                     save_checkpoint(run.best, best_state, {**checkpoint_config, "epoch": epoch + 1, monitor: value})
@@ -449,9 +461,7 @@ def train(
                 bad_epochs += 1
         record["elapsed_s"] = round(t_train, 3)
         history.append(record)
-        if main and progress:
-            shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}
-            tqdm.write(json.dumps(shown))
+        log.epoch_end(record, best=improved)
         if run is not None and main:
             run.append_metrics(record)
         epoch += 1
@@ -470,6 +480,9 @@ def train(
             save_checkpoint(best_dir, best_state, {**checkpoint_config, "epoch": best_epoch, monitor: best_metric})
     elif run is not None and main and checkpoint_config is not None:
         save_checkpoint(run.best, model.state_dict(), {**checkpoint_config, "epoch": epoch})
+    log.finish(epochs_run=epoch, global_step=global_step, stopped_early=stopped_early, best_epoch=best_epoch,
+               best_metric=best_metric, bad_epochs=bad_epochs, samples_per_s=samples_seen / t_train if t_train else 0.0,
+               train_seconds=t_train, hit_max_steps=cfg.max_steps is not None and global_step >= cfg.max_steps)
     return TrainResult(
         best_metric=best_metric, best_epoch=best_epoch, epochs_run=epoch, steps=global_step, history=history,
         samples_per_s=samples_seen / t_train if t_train else 0.0, stopped_early=stopped_early,

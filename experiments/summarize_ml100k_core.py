@@ -69,7 +69,7 @@ def section(runs: Path) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for s, r in pre.items():
-        hist = [json.loads(x) for x in (r["dir"] / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        hist = RunDir(r["dir"]).epoch_records()
         losses = ", ".join(f"{h['valid_mlm_loss']:.3f}" for h in hist)
         lines.append(
             f"| {s} | {r['epochs_run']} | {r['steps']} | {losses} | {r['value_token_acc_true']:.3f} / "

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             if not run.finished:
                 continue
             res = run.read_results()
-            epochs = [r for r in run.read_metrics() if "epoch" in r and r.get("kind", "epoch") == "epoch"]
+            epochs = run.epoch_records()
             md += [f"\n### PA-MLM {spec.get('label') or pre_name}: per epoch\n",
                    f"{res['steps']} steps, {res['train_samples_per_s']} samples/s, {res['wall_s']} s; best epoch "
                    f"{res['best_epoch']} (validation MLM loss {fmt_num(res['valid_mlm_loss'])}).\n"]

@@ -57,9 +57,14 @@ def test_two_gloo_processes_match_one_process(data_root, tmp_path):
         assert a[split]["auc"] == pytest.approx(b[split]["auc"], abs=1e-4), split
         assert a[split]["logloss"] == pytest.approx(b[split]["logloss"], abs=1e-4), split
     # one metrics file, written once (by rank 0), per-epoch validation AUC tracking the single process
-    ma = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    mb = [json.loads(x) for x in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    lines_a = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    lines_b = [json.loads(x) for x in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    ma, mb = ([r for r in lines if r.get("kind", "epoch") == "epoch"] for lines in (lines_a, lines_b))
     assert len(ma) == len(mb) == 3
+    sa, sb = ([r for r in lines if r.get("kind") == "step"] for lines in (lines_a, lines_b))
+    assert [r["step"] for r in sa] == [r["step"] for r in sb] and sa  # step records, averaged over both ranks
+    for ra, rb in zip(sa, sb):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-3)
     for ra, rb in zip(ma, mb):
         assert ra["valid_auc"] == pytest.approx(rb["valid_auc"], abs=1e-4)
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-3)  # averaged over both ranks

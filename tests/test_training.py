@@ -69,9 +69,11 @@ def _cli(data_root: Path, out: Path, *extra: str, dataset: str = "tiny-ml", pope
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _records(run: Path) -> list[dict]:
+def _records(run: Path, kind: str = "epoch") -> list[dict]:
+    """metrics.jsonl's epoch records (or its step records, kind="step"), without the wall-clock seconds."""
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"} for line in lines]
+    records = [json.loads(line) for line in lines]
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records if r.get("kind", "epoch") == kind]
 
 
 # ---------------------------------------------------------------------------------------------- resume
@@ -114,6 +116,10 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(data_root, 
     assert res_a["valid"]["auc"] == pytest.approx(a["best_metric"], abs=1e-12)  # the best weights were restored
     assert res_a["valid"] == res_b["valid"] and res_a["test"] == res_b["test"]
     assert _records(killed) == _records(reference)  # no duplicated or lost epoch lines, same losses
+    steps = _records(reference, "step")  # every train.log_every (50) steps and at each epoch's end
+    assert len(steps) >= 4 and _records(killed, "step") == steps  # the step lines too, in order
+    lines = (killed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == sorted(json.loads(x)["step"] for x in lines)
 
     last_a, last_b = load_file(str(killed / "state" / "trainer.safetensors")), load_file(str(reference / "state" / "trainer.safetensors"))
     assert last_a.keys() == last_b.keys()
