@@ -42,12 +42,12 @@ def _write(out: str | None, stem: str, payload: dict, frame) -> None:
     print(f"wrote {csv} and {js}")
 
 
-def _load(run: str, processed_dir):
+def _load(run: str, processed_dir, int8: bool = False):
     from clickprompt.rundir import RunDir
 
     run = RunDir(run)
     ds = run.dataset(processed_dir)  # config only: the weights load once, below
-    return (*run.load_model(ds), ds)
+    return (*run.load_model(ds, int8=int8), ds)
 
 
 def cmd_long_tail(args) -> int:
@@ -113,8 +113,13 @@ def cmd_latency(args) -> int:
 
     device = resolve_device(args.device)
     models, ds = {}, None
+    unknown = set(args.int8 or ()) - set(_named_runs(args.runs))
+    if unknown:
+        from clickprompt.errors import ClickPromptError
+
+        raise ClickPromptError(f"--int8 names {sorted(unknown)}, which are not among the runs ({', '.join(_named_runs(args.runs))})")
     for name, run in _named_runs(args.runs).items():
-        model, config, tokenizer, this = _load(run, args.processed_dir)
+        model, config, tokenizer, this = _load(run, args.processed_dir, int8=name in (args.int8 or ()))
         if config["kind"] == ModelKind.PRETRAIN:
             from clickprompt.errors import ClickPromptError
 
@@ -185,6 +190,8 @@ def register(sub) -> None:
     la.add_argument("--repeats", type=int, default=20)
     la.add_argument("--device", default="auto")
     la.add_argument("--baseline", help="model name for the AUC-improvement column (scores the split once)")
+    la.add_argument("--int8", nargs="+", metavar="NAME", default=[],
+                    help="score these models with the PLM's linear layers in int8 (name a run twice, NAME=RUN, to compare)")
     la.set_defaults(func=cmd_latency)
 
     r = sub.add_parser("report", help="Markdown + self-contained HTML report: Tables 2-8 beside the paper's numbers")

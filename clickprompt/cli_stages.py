@@ -69,11 +69,13 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     e.add_argument("--split", default="test", choices=["valid", "test"])
     e.add_argument("--baseline", help="a baseline run directory: adds Rel.Impr and DeLong's p-value")
     e.add_argument("--processed-dir", default=None)
+    e.add_argument("--int8", action="store_true", help="the PLM's linear layers in int8 (CPU inference)")
 
     def cmd_evaluate(args) -> int:
         from clickprompt.pipeline import evaluate_run
 
-        r = evaluate_run(args.run, args.split, baseline=args.baseline, processed_dir=args.processed_dir)
+        r = evaluate_run(args.run, args.split, baseline=args.baseline, processed_dir=args.processed_dir,
+                         int8=args.int8)
         print(json.dumps(r, indent=2))
         return 0
 

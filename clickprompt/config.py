@@ -26,6 +26,8 @@ class DataConfig:
     dataset: str = "ml-100k"  # a registered source name (clickprompt data list)
     processed_dir: str = "data/processed"  # prepared datasets live in <processed_dir>/<dataset>
     max_length: int = 128  # token budget of the text view, special tokens included
+    pad_to_multiple: int = 1  # text batches padded to a multiple of this many tokens: few distinct shapes,
+    # so torch.compile / CUDA graphs (train.compile) reuse their compiled code; padding is masked (1 = off)
 
 
 @dataclass
@@ -92,6 +94,8 @@ class TrainConfig:
     # PA-MLM early stopping: stop after this many epochs without a lower validation LM loss (None: run every
     # epoch; either way the epoch with the lowest validation loss is the one kept)
     pretrain_patience: int | None = None
+    compile: bool = False  # torch.compile the model for training steps (a GPU's speed path; CPU results differ
+    # only in floating-point rounding, if at all)
 
 
 @dataclass
@@ -331,6 +335,7 @@ def validate(cfg: RunConfig, stage: str) -> None:
            "must be at least 1 (or null: no early stopping)")
     check_device(t.device)
     _check(cfg.data.max_length >= 8, "data.max_length", cfg.data.max_length, "must be at least 8 tokens")
+    _check(cfg.data.pad_to_multiple >= 1, "data.pad_to_multiple", cfg.data.pad_to_multiple, "must be at least 1")
     _check(cfg.ctr.model in list_ctr(), "ctr.model", cfg.ctr.model, f"unknown CTR model; known: {', '.join(list_ctr())}")
     c = cfg.ctr
     for key in ("embed_dim", "dnn_hidden", "dnn_layers", "attn_heads", "attn_dim"):

@@ -10,6 +10,7 @@ Every head returns a dict with "logits" and, when labels are given, "loss".
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -158,7 +159,12 @@ class ClickPromptModel(nn.Module):
             kwargs = {"prefix_kv": p} if self.prompt_cfg.strategy == "layerwise" else {"prompt_embeds": p}
         if target_ids is not None:
             kwargs["target_ids"] = target_ids
-        out = self.plm.encode(input_ids, attention_mask, output_attentions=output_attentions, **kwargs)  # Eq. 7
+        # A frozen PLM that no prompt reaches (w/o Prompt, prompt_mode "none") needs no graph: nothing
+        # upstream of its output can receive a gradient, so no activations are kept for a backward pass.
+        frozen = "prefix_kv" not in kwargs and "prompt_embeds" not in kwargs and not any(
+            p.requires_grad for p in self.plm.parameters())
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            out = self.plm.encode(input_ids, attention_mask, output_attentions=output_attentions, **kwargs)  # Eq. 7
         if output_attentions:
             hidden, attentions = out
             return q, hidden, attentions
@@ -241,9 +247,10 @@ MODEL_CLASSES: dict[ModelKind, type[PretrainedMixin]] = {
 }
 
 
-def load_pretrained(directory: str | Path, dataset=None):
+def load_pretrained(directory: str | Path, dataset=None, *, int8: bool = False):
     """Any checkpoint (a run's best/ or the run directory): (model in eval mode, its config, tokenizer or
-    None for a CTR model). The tokenizer is the one the run saved beside its checkpoint."""
+    None for a CTR model). The tokenizer is the one the run saved beside its checkpoint. `int8`: the PLM's
+    linear layers quantised to int8 for CPU inference (clickprompt.quantize; a model without a PLM as is)."""
     from clickprompt.checkpoint import checkpoint_dir
 
     import clickprompt.baselines  # noqa: F401  (adds the PLM baselines' checkpoint kinds to MODEL_CLASSES)
@@ -264,4 +271,10 @@ def load_pretrained(directory: str | Path, dataset=None):
         saved = directory.parent / model.config.get("tokenizer", "tokenizer")
         source = saved if saved.is_dir() else resolve_plm(RunConfig.from_dict(model.config["run_config"]).plm.name)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    if int8:
+        from clickprompt.quantize import quantize_plm
+
+        config = model.config
+        model = quantize_plm(model)
+        model.config = config
     return model, model.config, tokenizer

@@ -165,7 +165,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
         seed_everything(cfg.train.seed)
         core, tokenizer, info = build_clickprompt(cfg, ds.spec)
         model = ClickPromptForPretraining(core)
-        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple)
         if session.main:
             session.run.write_config({**session.settings, "plm_newly_initialized": list(info.newly_initialized)})
         tok_dir = _save_tokenizer(session, tokenizer)
@@ -246,7 +246,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
         else:  # Eq. 9: CTR model, prompts and PLM, alpha-weighted heads
             from clickprompt.data.text import TokenCache
 
-            cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+            cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple)
             tok_dir = _save_tokenizer(session, tokenizer)
             model.config = _clickprompt_checkpoint_config(ModelKind.CLICKPROMPT_CTR, model.core, ds, cfg, session, tok_dir)
             groups = plm_param_groups(model, model.core.plm, cfg.train.lr, cfg.train.plm_lr)
@@ -328,8 +328,9 @@ def _load_part(module, state: dict, source) -> list[str]:
 
 
 def evaluate_run(run: str | Path, split: str = "test", *, baseline: str | Path | None = None,
-                 processed_dir: str | Path | None = None) -> dict:
-    """Metrics of a run's best checkpoint; with a baseline run, Rel.Impr and DeLong's p-value."""
+                 processed_dir: str | Path | None = None, int8: bool = False) -> dict:
+    """Metrics of a run's best checkpoint; with a baseline run, Rel.Impr and DeLong's p-value. `int8`: score
+    with the PLM's linear layers in int8 (clickprompt.quantize), e.g. to see what quantisation costs."""
     from clickprompt.batching import predict_probs
     from clickprompt.data.text import TokenCache
     from clickprompt.diagnostics import masked_value_accuracy
@@ -337,7 +338,7 @@ def evaluate_run(run: str | Path, split: str = "test", *, baseline: str | Path |
 
     run = RunDir(run)
     ds = run.dataset(processed_dir)
-    model, config, tokenizer = run.load_model(ds)
+    model, config, tokenizer = run.load_model(ds, int8=int8)
     if config["kind"] == ModelKind.PRETRAIN:
         run_cfg = RunConfig.from_dict(config["run_config"])
         cache = TokenCache.for_dataset(tokenizer, ds, run_cfg.data.max_length)
@@ -345,7 +346,7 @@ def evaluate_run(run: str | Path, split: str = "test", *, baseline: str | Path |
                 **masked_value_accuracy(model, ds.split(split), cache, tokenizer, run_cfg)}
     labels = ds.split(split).labels
     probs = predict_probs(model, config, tokenizer, ds, split)
-    out = {"run": str(run.path), "split": split, "kind": config["kind"], **ctr_metrics(labels, probs)}
+    out = {"run": str(run.path), "split": split, "kind": config["kind"], "int8": int8, **ctr_metrics(labels, probs)}
     if baseline is not None:
         b_model, b_config, b_tok = RunDir(baseline).load_model(ds)
         b_probs = predict_probs(b_model, b_config, b_tok, ds, split)

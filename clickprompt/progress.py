@@ -137,9 +137,10 @@ class EpochProgress:
             self.bar = tqdm(total=total, initial=initial, desc=f"[{tag}] {desc}", leave=False, unit="step",
                             dynamic_ncols=True)
 
-    def update(self, loss: float) -> None:
+    def update(self, loss: float | None) -> None:
         self.n += 1
-        self.window = (self.window + [loss])[-self.every:] if self.mode == "bar" else self.window + [loss]
+        if loss is not None:  # None: not read from the device at this step (GPU)
+            self.window = (self.window + [loss])[-self.every:] if self.mode == "bar" else self.window + [loss]
         if self.bar is not None:
             self.bar.update(1)
             if self.n % self.every == 0 or self.n == self.total:
@@ -280,12 +281,14 @@ class TrainLog:
         desc = f"epoch {epoch + 1}/{self.cfg.epochs}"
         self.bar = EpochProgress(self.mode, self.tag, desc, steps, step_in_epoch, self.every)
 
-    def step(self, epoch: int, step_in_epoch: int, global_step: int, running: list[float], lrs, elapsed_s: float) -> None:
-        """After an optimizer step (every rank): the bar, and a step record every `log_every` steps."""
+    def step(self, epoch: int, step_in_epoch: int, global_step: int, running: list[float], lrs, elapsed_s: float,
+             fresh: bool = True) -> None:
+        """After an optimizer step (every rank): the bar, and a step record every `log_every` steps.
+        `fresh`: `running` holds this step's loss (on a GPU the losses are read only at log points)."""
         if global_step % self.every == 0:
             self._record(epoch, global_step, running[-min(self.every, step_in_epoch):], lrs, elapsed_s)
         if self.bar is not None:
-            self.bar.update(running[-1])
+            self.bar.update(running[-1] if fresh and running else None)
 
     def epoch_steps_done(self, epoch: int, step_in_epoch: int, global_step: int, running: list[float], lrs,
                          elapsed_s: float) -> None:

@@ -534,12 +534,13 @@ class RunDir:
         return v("ok")
 
     # -- loading
-    def load_model(self, dataset=None):
+    def load_model(self, dataset=None, *, int8: bool = False):
         """(model, checkpoint config, tokenizer or None) from best/, verified against its manifest; with a
-        PreparedDataset, refused unless it is the data the run was trained on."""
+        PreparedDataset, refused unless it is the data the run was trained on. `int8`: the PLM's linear
+        layers in int8 for CPU inference (clickprompt.quantize)."""
         from clickprompt.model import load_pretrained
 
-        return load_pretrained(self.checkpoint(), dataset)
+        return load_pretrained(self.checkpoint(), dataset, int8=int8)
 
     def checkpoint(self) -> Path:
         """The run's best/ checkpoint directory (or this path, when it is itself a checkpoint)."""

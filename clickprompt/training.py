@@ -132,7 +132,10 @@ def epoch_order(n: int, seed: int, epoch: int, lengths: np.ndarray | None = None
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    """The batch's tensors on `device`; to a GPU from pinned host memory, without waiting for the copy."""
+    pin = device.type == "cuda"
+    return {k: ((v.pin_memory() if pin and v.device.type == "cpu" else v).to(device, non_blocking=True)
+                if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -177,6 +180,37 @@ def predict(
 
 
 # ---------------------------------------------------------------- the loop
+
+
+class StepLosses:
+    """Each optimizer step's loss, kept on the device until the host needs it (`flush`: at log points,
+    state saves and epoch ends), so a GPU step never waits for the host to read a number: `every` steps
+    are read in one synchronisation. On a CPU `every` is 1 (reading is free there), which also keeps the
+    non-finite-loss error at the exact step. The values land in `running`, the epoch's per-step losses."""
+
+    def __init__(self, running: list[float], every: int = 1):
+        self.running, self.every = running, max(1, every)
+        self.pending: list[tuple[torch.Tensor, int, int, int]] = []
+
+    def add(self, loss: torch.Tensor | float, epoch: int, step_in_epoch: int, global_step: int) -> None:
+        self.pending.append((torch.as_tensor(loss), epoch, step_in_epoch, global_step))
+        if self.every == 1:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([t.reshape(()) for t, *_ in self.pending]).double().cpu().tolist()
+        for value, (_, epoch, step_in_epoch, global_step) in zip(values, self.pending):
+            if not math.isfinite(value):
+                self.pending.clear()
+                raise TrainingError(
+                    f"loss is {value} at epoch {epoch + 1}, step {step_in_epoch + 1} (global step {global_step + 1}); "
+                    "lower the learning rate or check the data"
+                )
+        self.running.extend(values)
+        self.pending.clear()
+
 
 
 @dataclass
@@ -342,11 +376,13 @@ def train(
         total_steps = min(total_steps, cfg.max_steps)
     scheduler = make_schedule(optimizer, total_steps, cfg.warmup_ratio, schedule)
     ddp_model = model
+    if cfg.compile:  # the training steps through the compiled graph; state_dict, evaluation: the model itself
+        ddp_model = torch.compile(model)
     if world > 1:
         # find_unused_parameters: some trainable parameters get no gradient in a stage (the CTR head during
         # PA-MLM, the PLM's MLM head during finetuning); without it DDP waits for them and fails.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            ddp_model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
 
     run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
@@ -392,6 +428,7 @@ def train(
     patience = cfg.patience if patience is None else patience  # epochs without a better monitor value
     if early_stopping and evaluate is not None and bad_epochs >= patience:
         stopped_early = done = True  # resumed after the run had already stopped early
+    losses = StepLosses(running, every=1 if device.type == "cpu" else cfg.log_every)
     log = TrainLog(run, cfg, main=main, progress=progress, tensorboard=tensorboard, steps_per_epoch=steps_per_epoch,
                    n_train=n_train, monitor=monitor if evaluate is not None else None, mode=mode,
                    early_stopping=early_stopping and evaluate is not None, patience=patience,
@@ -419,24 +456,24 @@ def train(
                 with autocast(device, dtype):
                     loss = ddp_model(**batch)["loss"]
                 (loss * (len(part) * weight)).backward()
-                loss_sum += float(loss.detach()) * len(part) / len(shard)
-            if not math.isfinite(loss_sum):
-                raise TrainingError(
-                    f"loss is {loss_sum} at epoch {epoch + 1}, step {step_in_epoch + 1} (global step {global_step + 1}); "
-                    "lower the learning rate or check the data"
-                )
+                loss_sum = loss_sum + loss.detach().double() * (len(part) / len(shard))  # stays on the device
+            losses.add(loss_sum, epoch, step_in_epoch, global_step)
             optimizer.step()
             scheduler.step()
             step_in_epoch += 1
             global_step += 1
             samples_seen += len(batch_idx)
-            running.append(loss_sum)
-            log.step(epoch, step_in_epoch, global_step, running, scheduler.get_last_lr(), t_train + time.perf_counter() - t0)
+            if global_step % losses.every == 0:
+                losses.flush()  # the host reads the losses here, and only here
+            log.step(epoch, step_in_epoch, global_step, running, scheduler.get_last_lr(),
+                     t_train + time.perf_counter() - t0, fresh=not losses.pending)
             if cfg.save_every and global_step % cfg.save_every == 0:
+                losses.flush()
                 save_state(time.perf_counter() - t0)
             if cfg.max_steps is not None and global_step >= cfg.max_steps:
                 done = True
                 break
+        losses.flush()
         log.epoch_steps_done(epoch, step_in_epoch, global_step, running, scheduler.get_last_lr(),
                              t_train + time.perf_counter() - t0)
         t_train += time.perf_counter() - t0
@@ -466,7 +503,7 @@ def train(
             run.append_metrics(record)
         epoch += 1
         step_in_epoch = 0
-        running = []
+        running.clear()
         save_state()
         if early_stopping and evaluate is not None and bad_epochs >= patience:
             stopped_early = True

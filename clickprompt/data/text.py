@@ -38,9 +38,11 @@ def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
 class TokenCache:
     """Per-field token matrices for every distinct value; `assemble` builds padded batches."""
 
-    def __init__(self, tokenizer, displays: list[str], text_values: list[np.ndarray], max_length: int = 128):
+    def __init__(self, tokenizer, displays: list[str], text_values: list[np.ndarray], max_length: int = 128,
+                 pad_to_multiple: int = 1):
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.pad_to_multiple = max(1, int(pad_to_multiple))  # batch widths rounded up (static shapes)
         self.prefix, self.suffix = special_affixes(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.budget = max_length - len(self.prefix) - len(self.suffix)  # content tokens that fit
@@ -64,8 +66,8 @@ class TokenCache:
             self.value_masks.append(vmask)
 
     @classmethod
-    def for_dataset(cls, tokenizer, dataset, max_length: int = 128) -> "TokenCache":
-        return cls(tokenizer, dataset.spec.displays, dataset.text_values, max_length)
+    def for_dataset(cls, tokenizer, dataset, max_length: int = 128, pad_to_multiple: int = 1) -> "TokenCache":
+        return cls(tokenizer, dataset.spec.displays, dataset.text_values, max_length, pad_to_multiple)
 
     def sample_lengths(self, text_index: np.ndarray) -> np.ndarray:
         """(N,) tokens per sample, special tokens included, after truncation: the unpadded length of
@@ -124,4 +126,8 @@ class TokenCache:
             past_end = np.arange(T)[None, :] >= end[:, None]  # (N, T) suffix and padding positions
             out["token_field"] = np.where(past_end, np.int8(-1), fbuf[:, :T])
             out["value_mask"] = vbuf[:, :T] & ~past_end
+        extra = -T % self.pad_to_multiple  # masked padding up to a multiple: few distinct batch shapes
+        if extra:
+            fill = {"input_ids": self.pad_id, "attention_mask": 0, "token_field": -1, "value_mask": False}
+            out = {k: np.pad(v, ((0, 0), (0, extra)), constant_values=fill[k]) for k, v in out.items()}
         return out
