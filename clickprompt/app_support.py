@@ -366,7 +366,7 @@ def runs_of_kind(runs: dict[str, Path], *kinds: str) -> dict[str, Path]:
 
 
 SCORING_KINDS = tuple(k for k in ModelKind if k.scores_clicks)  # checkpoints that make click predictions
-PROMPT_KINDS = (ModelKind.PRETRAIN, ModelKind.CLICKPROMPT_CTR)  # with soft prompts; PA-MLM first (Table 7 masks text)
+PROMPT_KINDS = tuple(k for k in ModelKind if k.has_prompts)  # with soft prompts; PA-MLM first (Table 7 masks text)
 
 
 def _stage_label(res: dict) -> str:

@@ -73,11 +73,6 @@ class Stage(StrEnum):
     CTRL_PRETRAIN = "ctrl-pretrain"  # CTRL: InfoNCE between the CTR model and the PLM
     CTRL_FINETUNE = "ctrl-finetune"  # CTRL: the CTR model alone, from its contrastive pretraining
 
-    @property
-    def text(self) -> bool:
-        """Whether the stage reads the text view (and so has a PLM and prompts)."""
-        return self in (Stage.PRETRAIN, Stage.FINETUNE_WITH_PLM)
-
 
 class ModelKind(StrEnum):
     """What a checkpoint's weights are (best/config.json "kind")."""
