@@ -181,7 +181,12 @@ def _label(role: str, ctr: str | None, plm: str | None, cfg: dict, results: dict
 
 
 def _group_key(run: Run, role: str) -> str:
-    cfg = {k: v for k, v in run.config.items() if isinstance(v, dict)}
+    from clickprompt.config import RunConfig
+
+    # keys a config.json lacks (written before a setting existed) take today's defaults, as in rundir.identity,
+    # so seeds of one setting run before and after a new setting was added stay one group
+    defaults = RunConfig().to_dict()
+    cfg = {k: ({**defaults[k], **v} if k in defaults else v) for k, v in run.config.items() if isinstance(v, dict)}
     if role in ("scratch", "wo-no-pretrain", "baseline", "other"):  # settings a bare CTR model never reads
         cfg = {k: v for k, v in cfg.items() if k not in ("plm", "prompt")}
     stable = {s: {k: v for k, v in sec.items() if (s, k) not in _VOLATILE} for s, sec in cfg.items()}

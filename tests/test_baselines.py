@@ -482,3 +482,21 @@ def test_table2_config_plans_the_baseline_arms(tmp_path):
         assert plan.skipped["p5"].startswith("not run: no pretrained T5 available offline")
     amazon = plan_experiment(load_experiment("configs/table2_overall.yaml"), "amazon-toys", out=tmp_path)
     assert amazon.cells[(0, 0, "ctrl", amazon.seeds[0])].cfg.train.batch_size == 1024  # App. B.1's per-dataset batch
+
+
+def test_report_groups_seeds_whose_configs_predate_a_new_setting(tmp_path):
+    """A setting added between two seeds' runs (absent from the older config.json) takes its default when the
+    report groups seeds, as rundir.identity does: one Table 2 row with both seeds, not two rows."""
+    import copy
+
+    from clickprompt.report import Run, _group_key
+
+    cfg = {**stage_config("quick", Stage.CTR_BERT).to_dict(), "stage": "ctr-bert"}
+    old = copy.deepcopy(cfg)
+    old["train"].pop("group_by_length")  # written before the setting existed
+    res = {"stage": "ctr-bert", "model": "CTR-BERT", "plm": "minilm-l6", "dataset": "ml-100k"}
+    assert _group_key(Run(tmp_path, res, cfg), "baseline") == _group_key(Run(tmp_path, res, old), "baseline")
+    other = copy.deepcopy(cfg)
+    other["train"]["group_by_length"] = True
+    assert _group_key(Run(tmp_path, res, cfg), "baseline") != _group_key(Run(tmp_path, res, other), "baseline")
+    assert _group_key(Run(tmp_path, res, cfg), "baseline") != _group_key(Run(tmp_path, {**res, "plm": "x"}, cfg), "baseline")
