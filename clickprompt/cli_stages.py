@@ -39,6 +39,8 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     add_run_args(f)
     f.add_argument("--pretrained", help="PA-MLM run directory (omit for the w/o Pretrain ablation)")
     f.add_argument("--without-plm", action="store_true", help="tune the CTR model alone (Eq. 10)")
+    f.add_argument("--init-ctr", metavar="RUN", help="with the PLM: take the CTR model and its head from this finished "
+                   "train-ctr or finetune-without-plm run instead of the PA-MLM run (not the paper's recipe)")
     f.add_argument("--plm-lr", type=float, help="PLM learning rate; 0 freezes it (train.plm_lr)")
     f.add_argument("--no-prompts", dest="use_prompts", action="store_const", const=False,
                    help="the w/o Prompt ablation, two towers (prompt.use_prompts = false)")
@@ -54,7 +56,7 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
         for seed, run_dir in seed_dirs(args, cfg, f"runs/{cfg.data.dataset}/finetune-{kind}"):
             cfg.train.seed = seed
             r = finetune(cfg, run_dir, pretrained=args.pretrained, with_plm=not args.without_plm,
-                         resume=args.resume, force=args.force, progress=not args.quiet)
+                         init_ctr=args.init_ctr, resume=args.resume, force=args.force, progress=not args.quiet)
             print(f"finetune {kind} seed {seed}: test AUC {r['test']['auc']:.4f}  log loss {r['test']['logloss']:.4f} -> {run_dir}")
             dirs.append(Path(run_dir))
         if len(dirs) > 1:

@@ -250,6 +250,11 @@ def profile_act(name: str, act: str) -> dict:
     return dict((_profile(name).get(act) or {}).get("synth") or {})
 
 
+def profile_option(name: str, block: str, key: str, default=None):
+    """One setting of a profile's block that is not a stage's (e.g. `quick: {with_plm_ctr_from: ...}`)."""
+    return (_profile(name).get(block) or {}).get(key, default)
+
+
 def _parse_override(item) -> tuple[str, object]:
     if isinstance(item, tuple):
         return item

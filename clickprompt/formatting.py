@@ -176,6 +176,8 @@ def quick_table(out: Path, results: dict, timings: dict, *, dataset: str, profil
     for name, label in (("ctr", f"{ctr_name} (from scratch)"), ("without-plm", "ClickPrompt w/o PLM"),
                         ("with-plm", "ClickPrompt with PLM")):
         r = results[name]
+        if r.get("init_ctr"):  # not the paper's recipe: say so where the number is
+            label += f" (CTR part from {Path(r['init_ctr']).name})"
         _, probs = RunDir(out / ("ctr" if name == "ctr" else f"finetune-{name}")).read_predictions()
         rows.append({
             "model": label, "test_auc": r["test"]["auc"], "test_logloss": r["test"]["logloss"],

@@ -24,7 +24,7 @@ import numpy as np
 
 from clickprompt.batching import ctr_batcher, pretraining_batcher, text_batcher
 from clickprompt.checkpoint import atomic_write_text, check_fingerprint, load_checkpoint, verify_files
-from clickprompt.config import RunConfig, inherit_architecture, validate
+from clickprompt.config import ConfigError, RunConfig, inherit_architecture, validate
 from clickprompt.ctr import create_ctr
 from clickprompt.data.dataset import PreparedDataset, Split
 from clickprompt.errors import CheckpointError
@@ -215,10 +215,14 @@ def _pretraining_run(pretrained: str | Path, ds: PreparedDataset) -> tuple[RunDi
 
 
 def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | None, with_plm: bool,
-             resume: bool = False, force: bool = False, progress: bool = True) -> dict:
+             init_ctr: str | Path | None = None, resume: bool = False, force: bool = False,
+             progress: bool = True) -> dict:
     """Finetune with PLM (Eq. 9) or without (Eq. 10), from a PA-MLM run (None: the w/o Pretrain ablation).
     The architecture (ctr.*, plm.name, prompt.num_prompts, prompt.strategy) is the pretraining run's;
-    a setting given on purpose that contradicts it is refused (config.inherit_architecture)."""
+    a setting given on purpose that contradicts it is refused (config.inherit_architecture).
+    `init_ctr` (with the PLM only; not the paper's recipe): a finished click-trained CTR run (train-ctr or
+    finetune-without-plm, same CTR architecture and data) whose CTR model and head replace the PA-MLM
+    ones, so that the with-PLM steps go to what the text adds rather than to relearning the ids."""
     from clickprompt.checkpoint import checkpoint_dir
 
     stage = Stage.FINETUNE_WITH_PLM if with_plm else Stage.FINETUNE_WITHOUT_PLM
@@ -233,13 +237,17 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
         extra = {"pretrained": str(pretrained), "pretrained_weights": weights}
     elif with_plm:
         _check_plm(cfg)
+    if init_ctr is not None:
+        extra.update(_ctr_init_run(init_ctr, ds, cfg, with_plm))
     validate(cfg, stage)
     with RunDir(run_dir).open(stage, _settings(cfg, ds, **extra), force=force, resume=resume) as session:
         if session.reused is not None:
             return session.reused
         seed_everything(cfg.train.seed)
-        model, tokenizer = finetune_model(cfg, ds, pretrained=pretrained, with_plm=with_plm, pretrained_config=pre_cfg)
-        info = {"pretrained": extra["pretrained"], "model": cfg.ctr.model}
+        model, tokenizer = finetune_model(cfg, ds, pretrained=pretrained, with_plm=with_plm, pretrained_config=pre_cfg,
+                                          init_ctr=init_ctr)
+        info = {"pretrained": extra["pretrained"], "model": cfg.ctr.model,
+                **({"init_ctr": extra["init_ctr"]} if init_ctr is not None else {})}
         if not with_plm:  # Eq. 10: the bare CTR model
             model.config = checkpoint_config(ModelKind.CTR, ds, cfg, settings_sha256(session.settings))
             make_batch, groups = ctr_batcher, None
@@ -264,8 +272,30 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
         return finish_run(session, model, make_batch, ds, cfg, result, info)
 
 
+def _ctr_init_run(init_ctr: str | Path, ds: PreparedDataset, cfg: RunConfig, with_plm: bool) -> dict:
+    """Checks of finetune's `init_ctr` before any write: a finished CTR-only run on the same data with the
+    CTR architecture this finetuning has; its run-key entries (path, weights' SHA-256)."""
+    from clickprompt.checkpoint import checkpoint_dir, read_checkpoint_config
+
+    if not with_plm:
+        raise ConfigError(f"init_ctr = {init_ctr}: only a finetuning with the PLM takes its CTR part from another run")
+    run = RunDir(init_ctr)
+    ckpt = checkpoint_dir(run.path)
+    config = read_checkpoint_config(ckpt)
+    if config.get("kind") != ModelKind.CTR:
+        raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not a click-trained CTR model "
+                              "(train-ctr or finetune-without-plm)")
+    check_fingerprint(config, ds.fingerprint, ckpt)
+    theirs, mine = (json.loads(json.dumps(c.to_dict()["ctr"])) for c in (RunConfig.from_dict(config["run_config"]), cfg))
+    diff = [f"ctr.{k}: {theirs.get(k)!r} there, {v!r} here" for k, v in mine.items() if theirs.get(k) != v]
+    if diff:
+        raise ConfigError(f"{init_ctr}: its CTR model differs from this finetuning's ({'; '.join(diff)})")
+    weights = verify_files(ckpt)["files"]["model.safetensors"]["sha256"]
+    return {"init_ctr": str(init_ctr), "init_ctr_weights": weights}
+
+
 def finetune_model(cfg: RunConfig, ds: PreparedDataset, *, pretrained: str | Path | None, with_plm: bool,
-                   pretrained_config: dict | None = None):
+                   pretrained_config: dict | None = None, init_ctr: str | Path | None = None):
     """(model, tokenizer or None): what a finetuning starts from, before its first step. Without the PLM
     (Eq. 10) the bare CTR model, its embedding and interaction layers taken from the PA-MLM run (the CTR
     head is new); with the PLM (Eq. 9) CTR model, prompt generator and PLM all from the PA-MLM run (the
@@ -301,6 +331,11 @@ def finetune_model(cfg: RunConfig, ds: PreparedDataset, *, pretrained: str | Pat
             load_state_into(core, core_state, pretrained)
         else:
             _load_part(core, core_state, pretrained)
+    if init_ctr is not None:  # the CTR model and its head from a click-trained run (CTRClassifier: keys "ctr.*")
+        ctr_state = load_checkpoint(checkpoint_dir(init_ctr))[1]
+        missing = [k for k in _load_part(core, ctr_state, init_ctr) if k.startswith("ctr.")]
+        if missing:
+            raise CheckpointError(f"{init_ctr}: CTR weights do not fit (missing {missing[:3]})")
     return model, tokenizer
 
 
@@ -363,10 +398,15 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
           force: bool = False, progress: bool = True) -> dict:
     """The whole pipeline in one call: DCNv2 from scratch, PA-MLM, finetuning without and with the PLM,
     then a comparison table (AUC, log loss, Rel.Impr and DeLong's p against the DCNv2 baseline)."""
-    from clickprompt.config import load_stage_config
+    from clickprompt.config import load_stage_config, profile_option
     from clickprompt.formatting import fmt_num, quick_table
 
     out = Path(out)
+    # where the with-PLM finetuning's CTR part starts: the PA-MLM run (the paper), or a click-trained run
+    # of this job ("finetune-without-plm" or "ctr"; the profile's `quick: with_plm_ctr_from`)
+    ctr_from = profile_option(profile, "quick", "with_plm_ctr_from")
+    if ctr_from not in (None, "finetune-without-plm", "ctr"):
+        raise ConfigError(f"profile {profile}: quick.with_plm_ctr_from = {ctr_from!r}: expected finetune-without-plm or ctr")
     flags = {"data.dataset": dataset, "plm.name": plm, "train.seed": seed,
              "data.processed_dir": None if processed_dir is None else str(processed_dir)}
 
@@ -380,7 +420,8 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
         ("without-plm", lambda: finetune(cfg_for("finetune-without-plm"), out / "finetune-without-plm",
                                          pretrained=out / "pretrain", with_plm=False, force=force, progress=progress)),
         ("with-plm", lambda: finetune(cfg_for("finetune-with-plm"), out / "finetune-with-plm",
-                                      pretrained=out / "pretrain", with_plm=True, force=force, progress=progress)),
+                                      pretrained=out / "pretrain", with_plm=True, force=force, progress=progress,
+                                      init_ctr=out / ctr_from if ctr_from else None)),
     ]
     if progress and is_main_process():
         from clickprompt.progress import progress_mode, quiet_library_bars
@@ -392,7 +433,9 @@ def quick(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profile: 
         "pretrain": "PA-MLM pretraining (Sec 3.5.1): the CTR model writes soft prompts for every PLM layer and the "
                     "PLM recovers masked tokens of the sample's text through them",
         "without-plm": "finetuning without the PLM (Eq. 10): the pretrained CTR model alone, with a new click head",
-        "with-plm": "finetuning with the PLM (Eq. 9): the CTR and PLM logits mixed by a learned alpha",
+        "with-plm": "finetuning with the PLM (Eq. 9): the CTR and PLM logits mixed by a learned alpha" + (
+            f"; the CTR model and its head start from {out / ctr_from} (click-trained), the prompt generator and "
+            "PLM from PA-MLM" if ctr_from else ""),
     }
     dirs = {"ctr": "ctr", "pretrain": "pretrain", "without-plm": "finetune-without-plm", "with-plm": "finetune-with-plm"}
     for i, (name, step) in enumerate(steps, 1):

@@ -152,15 +152,18 @@ BASELINE_UNUSED = {
 }
 
 
-# what a run depends on besides its RunConfig: the data's fingerprint, the pretraining run (path and weights)
-# and stage arguments; a stored config.json written before one of these existed does not contradict it
-RUN_KEYS = ("data_fingerprint", "pretrained", "pretrained_weights", "max_train_samples")
+# what a run depends on besides its RunConfig: the data's fingerprint, the pretraining run (path and weights),
+# the run a with-PLM finetuning takes its CTR part from (init_ctr) and stage arguments; a stored config.json
+# written before one of these existed does not contradict it
+RUN_KEYS = ("data_fingerprint", "pretrained", "pretrained_weights", "init_ctr", "init_ctr_weights", "max_train_samples")
+SET_ONLY_RUN_KEYS = ("init_ctr", "init_ctr_weights")  # in the settings hash only when set (older hashes stay valid)
 
 
 def request_key(settings: dict) -> dict:
     """Everything a reuse decision compares: stage, the pretraining run and its weights, and identity."""
     stage = settings.get("stage")
-    key = {"stage": stage, **{k: settings.get(k) for k in RUN_KEYS}, **identity(stage, settings)}
+    key = {"stage": stage, **{k: settings.get(k) for k in RUN_KEYS if k not in SET_ONLY_RUN_KEYS or settings.get(k) is not None},
+           **identity(stage, settings)}
     return json.loads(json.dumps(key, default=str))  # as config.json holds it (tuples become lists)
 
 
@@ -182,7 +185,7 @@ def settings_diff(stored: dict, requested: dict) -> list[str]:
     """'key: old -> new' for every compared setting that differs (stored run vs request)."""
     a, b = _flat(request_key(stored)), _flat(request_key(requested))
     for k in RUN_KEYS:
-        if k not in stored:  # written by an older version
+        if k not in stored and k not in SET_ONLY_RUN_KEYS:  # written by an older version
             a.pop(k, None), b.pop(k, None)
     absent = "(absent)"
     return [f"{k}: {a.get(k, absent)!r} -> {b.get(k, absent)!r}" for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]

@@ -153,6 +153,45 @@ def test_finetune_with_plm_and_reload(pretrained_bert, tiny_data, tmp_path):
     assert abs(ev["auc"] - result["test"]["auc"]) < 1e-6
 
 
+def test_with_plm_finetuning_can_take_its_ctr_part_from_a_click_trained_run(pretrained_bert, tiny_data, tmp_path):
+    """init_ctr: the CTR model and its head from a finished w/o-PLM run, generator and PLM from PA-MLM; every
+    mismatch refused before any write; a run with another init_ctr is not reused for this one."""
+    from clickprompt.config import ConfigError
+    from clickprompt.rundir import RunError
+
+    run, _ = pretrained_bert
+    wo = tmp_path / "wo"
+    finetune(_cfg("finetune-without-plm", tiny_data, "unused"), wo, pretrained=run, with_plm=False, progress=False)
+    cfg = _cfg("finetune-with-plm", tiny_data, "unused")
+    ds = PreparedDataset(tiny_data / "tiny")
+    model, _ = finetune_model(cfg, ds, pretrained=run, with_plm=True, init_ctr=wo)
+    state, (_, wo_state), (_, pre_state) = model.state_dict(), load_checkpoint(wo / "best"), load_checkpoint(run / "best")
+    for k, v in wo_state.items():  # every CTR weight (head included) is the click-trained run's
+        assert torch.equal(state["core." + k], v), k
+    assert any(k.startswith("core.ctr.head.") for k in state) and any(k.startswith("ctr.head.") for k in wo_state)
+    for k, v in pre_state.items():  # the prompt generator and the PLM are PA-MLM's
+        if k.startswith(("core.generator.", "core.plm.")) and k in state:
+            assert torch.equal(state[k], v), k
+    result = finetune(cfg, tmp_path / "with", pretrained=run, with_plm=True, init_ctr=wo, progress=False)
+    assert result["init_ctr"] == str(wo) and result["steps"] == 4
+    config = json.loads((tmp_path / "with" / "config.json").read_text())
+    assert config["init_ctr"] == str(wo) and len(config["init_ctr_weights"]) == 64
+    # the same directory without init_ctr is another run: refused, not reused
+    with pytest.raises(RunError, match="init_ctr"):
+        finetune(cfg, tmp_path / "with", pretrained=run, with_plm=True, progress=False)
+    with pytest.raises(ConfigError, match="only a finetuning with the PLM"):
+        finetune(_cfg("finetune-without-plm", tiny_data, "unused"), tmp_path / "x1", pretrained=run, with_plm=False,
+                 init_ctr=wo, progress=False)
+    with pytest.raises(CheckpointError, match="not a click-trained CTR model"):
+        finetune(cfg, tmp_path / "x2", pretrained=run, with_plm=True, init_ctr=run, progress=False)
+    other = _cfg("train-ctr", tiny_data, "unused")
+    other.ctr.model = "fm"
+    train_ctr(other, tmp_path / "fm", progress=False)
+    with pytest.raises(ConfigError, match="ctr.model: 'fm' there, 'dcnv2' here"):
+        finetune(cfg, tmp_path / "x3", pretrained=run, with_plm=True, init_ctr=tmp_path / "fm", progress=False)
+    assert not any((tmp_path / d).exists() for d in ("x1", "x2", "x3"))
+
+
 def test_finetune_variants_no_prompts_and_input_strategy(tiny_data, tiny_bert, tmp_path):
     """w/o Pretrain (no --pretrained) with the w/o Prompt switch, and the input-layer strategy."""
     cfg = _cfg("finetune-with-plm", tiny_data, tiny_bert)
@@ -194,11 +233,13 @@ def test_pretrained_run_of_other_data_is_refused(pretrained_bert, tmp_path):
 def test_quick_pipeline_end_to_end(tiny_data, tiny_bert, tmp_path):
     summary = quick("tiny", tmp_path / "quick", profile="tiny", processed_dir=tiny_data, plm=str(tiny_bert),
                     progress=False)
-    assert [r["model"] for r in summary["rows"]] == ["dcnv2 (from scratch)", "ClickPrompt w/o PLM", "ClickPrompt with PLM"]
+    # the tiny profile, as the quick one, starts the with-PLM CTR part from the w/o PLM run, and says so
+    assert [r["model"] for r in summary["rows"]] == ["dcnv2 (from scratch)", "ClickPrompt w/o PLM",
+                                                     "ClickPrompt with PLM (CTR part from finetune-without-plm)"]
     for r in summary["rows"][1:]:
         assert r["rel_impr"] is not None and 0 <= r["delong_p"] <= 1
     md = (tmp_path / "quick" / "summary.md").read_text()
-    assert "| ClickPrompt with PLM |" in md and "value-token accuracy" in md
+    assert "| ClickPrompt with PLM (CTR part from finetune-without-plm) |" in md and "value-token accuracy" in md
     # a second call recomputes nothing: the finished runs are read back
     again = quick("tiny", tmp_path / "quick", profile="tiny", processed_dir=tiny_data, plm=str(tiny_bert), progress=False)
     assert again["rows"][0]["test_auc"] == summary["rows"][0]["test_auc"]
@@ -222,7 +263,7 @@ def test_main_job_runs_both_acts_on_the_tiny_profile(tiny_data, tiny_bert, tmp_p
     assert "ceiling (the true click probabilities)" in act1["table"]
     assert (tiny_data / "control-tiny" / "control.json").exists()  # the profile's control dataset
     budgets = summary["act2"]["budgets"]
-    assert budgets["ClickPrompt with PLM"]["samples"] == 4 * 32  # 4 steps of 32 (the tiny profile)
+    assert budgets["ClickPrompt with PLM (CTR part from finetune-without-plm)"]["samples"] == 4 * 32  # 4 steps of 32 (the tiny profile)
     assert "training samples" in summary["act2"]["verdict"]
     # every number in the verdicts comes from the runs: act 1's AUCs are the table's, and the verdict says the
     # pipeline works only when the text model wins significantly and comes within 0.05 of the ceiling

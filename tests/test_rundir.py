@@ -214,9 +214,9 @@ def test_truncated_pretrained_checkpoint_is_one_line(env, tmp_path, capsys):
 def test_yaml_values_equal_to_defaults_are_not_lost(tmp_path):
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("train:\n  plm_lr: 5.0e-5\n  epochs: 10\n")  # both equal TrainConfig's defaults
-    cfg = load_stage_config("quick", "finetune-with-plm", yaml_file)
-    assert cfg.train.plm_lr == 5e-5 and cfg.train.epochs == 10  # the quick profile says 0.0 and 1
-    cfg = load_stage_config("quick", "finetune-with-plm", yaml_file, ["train.epochs=3"], flags={"train.epochs": 4})
+    cfg = load_stage_config("tiny", "finetune-with-plm", yaml_file)
+    assert cfg.train.plm_lr == 5e-5 and cfg.train.epochs == 10  # the tiny profile says 0.001 and 1
+    cfg = load_stage_config("tiny", "finetune-with-plm", yaml_file, ["train.epochs=3"], flags={"train.epochs": 4})
     assert cfg.train.epochs == 4  # profile < YAML < --set < flags
 
 
@@ -225,7 +225,7 @@ def test_every_run_flag_is_in_the_one_map():
 
     parser = build_parser()
     not_settings = {"help", "profile", "config", "set", "seeds", "out", "resume", "force", "quiet", "pretrained",
-                    "without_plm", "max_train_samples", "cmd", "func"}
+                    "init_ctr", "without_plm", "max_train_samples", "cmd", "func"}
     sub = next(a for a in parser._actions if a.dest == "cmd")
     for name in ("train-ctr", "pretrain", "finetune"):
         for action in sub.choices[name]._actions:
