@@ -513,7 +513,8 @@ def main_job(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profil
         run = RunDir(out / name)
         cfg = run.read_config()
         budgets[row["model"]] = budget_of(run.read_results(), cfg["train"]["batch_size"], len(run.dataset().split("train")))
-    verdict2 = act_two(act2, budgets)
+    stats = RunDir(out / "ctr").dataset().stats
+    verdict2 = act_two(act2, budgets, (stats.get("oov_rate") or {}).get("test"))
     parts = ["# The main job: where the text decides, and where it does not", ""]
     if act1 is not None:
         parts += ["## Act 1: the positive control", "", act1["verdict"], "", act1["table"], ""]

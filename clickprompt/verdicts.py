@@ -17,6 +17,7 @@ import numpy as np
 from clickprompt.formatting import fmt_num, fmt_p, fmt_pct, markdown_table
 
 SIGNIFICANCE = 0.05
+OOV_FEW = 0.05  # a field whose test values are unseen in fewer than this share of rows: the ids know them
 
 
 def compare_words(auc: float, base_auc: float, p: float | None) -> str:
@@ -80,9 +81,11 @@ def act_one(dataset_dir: str | Path, runs: dict[str, Path], timings: dict[str, f
             "dataset": control["dataset"], "options": control["options"]}
 
 
-def act_two(summary: dict, budgets: dict[str, dict]) -> str:
+def act_two(summary: dict, budgets: dict[str, dict], test_oov: dict[str, float] | None = None) -> str:
     """Verdict of the ML-100K act from `formatting.quick_table`'s rows and each run's budget
-    ({model: {"samples": trained samples, "epoch_rows": training rows}})."""
+    ({model: {"samples": trained samples, "epoch_rows": training rows}}); `test_oov` (the prepared data's
+    stats.json oov_rate.test: per field, the share of test rows whose value has no embedding of its own)
+    says where unseen values are, which is where text could help the ids."""
     rows = summary["rows"]
     base = rows[0]
     lines = [f"Act 2, ML-100K (86% of test rows from users unseen in training): {base['model']} reaches test AUC "
@@ -98,6 +101,18 @@ def act_two(summary: dict, budgets: dict[str, dict]) -> str:
         lines.append(f"PA-MLM: value-token accuracy {fmt_num(t, 3)} with the sample's own prompts, {fmt_num(s, 3)} "
                      f"shuffled, {fmt_num(n, 3)} none: the PLM " + ("reads the prompts." if reads else
                                                                   "does not read the prompts yet at this budget."))
+    text_wins = any(compare_words(r["test_auc"], base["test_auc"], r["delong_p"]) == "significantly above"
+                    for r in rows[1:] if "with PLM" in r["model"])
+    if test_oov and not text_wins:
+        known = {f: v for f, v in test_oov.items() if v < OOV_FEW}
+        new = {f: v for f, v in sorted(test_oov.items(), key=lambda kv: -kv[1]) if v >= OOV_FEW}
+        top = max(known, key=known.get) if known else None
+        lines.append(
+            "Where the text could add to the ids, on unseen values, this data gives it little to do: on the test split "
+            + (f"{', '.join(known)} have their own embedding for at least {100 * (1 - OOV_FEW):.0f}% of rows (most unseen: "
+               f"{top} {100 * known[top]:.1f}%), so the text repeats what the ids say" if known else "")
+            + (f"; the unseen values are {', '.join(f'{f} ({100 * v:.0f}% of rows)' for f, v in new.items())}" if new else "")
+            + ". In act 1 most test items are new and only their titles tell what they are.")
     lines.append("One seed on a CPU budget: the README's multi-seed tables and experiments/results/ hold the evidence "
                  "for each claim, and the paper-budget study (experiments/paper_budget.sh) the GPU-scale runs.")
     return "\n".join(lines)

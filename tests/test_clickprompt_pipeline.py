@@ -275,3 +275,18 @@ def test_main_job_runs_both_acts_on_the_tiny_profile(tiny_data, tiny_bert, tmp_p
     assert ("the pipeline works" in act1["verdict"]) == (won and act1["ceiling"]["target"] - r["auc_target"] < 0.05)
     assert compare_words(0.8, 0.7, 0.01) == "significantly above" and compare_words(0.6, 0.7, 1e-9) == "significantly below"
     assert compare_words(0.8, 0.7, 0.2) == "not distinguishable from"
+
+
+def test_act_two_says_where_unseen_values_are_when_the_text_does_not_win():
+    from clickprompt.verdicts import act_two
+
+    rows = [{"model": "dcnv2 (from scratch)", "test_auc": 0.788, "delong_p": None, "rel_impr": None},
+            {"model": "ClickPrompt w/o PLM", "test_auc": 0.787, "delong_p": 0.34, "rel_impr": -0.0009},
+            {"model": "ClickPrompt with PLM", "test_auc": 0.778, "delong_p": 1e-7, "rel_impr": -0.0127}]
+    oov = {"user_id": 0.858, "gender": 0.0, "zipcode": 0.666, "title": 0.016}
+    text = act_two({"rows": rows}, {}, oov)
+    assert "significantly below" in text
+    assert "gender, title have their own embedding for at least 95% of rows (most unseen: title 1.6%)" in text
+    assert "the unseen values are user_id (86% of rows), zipcode (67% of rows)" in text
+    rows[2].update(test_auc=0.80, delong_p=1e-7)  # a with-PLM win needs no excuse
+    assert "unseen values" not in act_two({"rows": rows}, {}, oov)

@@ -34,7 +34,7 @@ NOT_IN_THE_PAPER = {  # the studies of why results transfer or not: (seeds at le
     "positive_control": (5, lambda n: {"train-ctr": n, "finetune-with-plm": n}),
     "pa_mlm_transfer": (5, lambda n: {"pretrain": 1, "train-ctr": n, "finetune-without-plm": 2 * n}),
     # one shared pretraining per sweep point (4), the baselines shared by every point
-    "transfer_variants": (5, lambda n: {"pretrain": 4, "train-ctr": 2 * n, "finetune-without-plm": 4 * 2 * n}),
+    "transfer_variants": (5, lambda n: {"pretrain": 2, "train-ctr": 2 * n, "finetune-without-plm": 2 * 2 * n}),
     "paper_budget": (10, lambda n: {"pretrain": 2, "train-ctr": n, "finetune-without-plm": 2 * n}),
     "paper_budget_with_plm": (2, lambda n: {"pretrain": 1, "train-ctr": n, "finetune-with-plm": n}),
 }
