@@ -187,6 +187,9 @@ def settings_diff(stored: dict, requested: dict) -> list[str]:
     for k in RUN_KEYS:
         if k not in stored and k not in SET_ONLY_RUN_KEYS:  # written by an older version
             a.pop(k, None), b.pop(k, None)
+    for k in ("pretrained", "init_ctr"):  # one run named by another path (relative / absolute): same weights, same run
+        if a.get(k) != b.get(k) and a.get(f"{k}_weights") and a.get(f"{k}_weights") == b.get(f"{k}_weights"):
+            a.pop(k, None), b.pop(k, None)
     absent = "(absent)"
     return [f"{k}: {a.get(k, absent)!r} -> {b.get(k, absent)!r}" for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
 

@@ -285,3 +285,18 @@ def test_resume_restores_cuda_random_states(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([7], dtype=torch.uint8)])
     assert int(training._rng_states()["rng.cuda.0"][0]) == 7
+
+
+def test_a_pretraining_run_named_by_another_path_is_the_same_run():
+    """Reuse compares the pretraining run by its weights: runs/pre and /abs/runs/pre with one SHA-256 are one
+    request; another SHA-256 under the same path is not."""
+    from clickprompt.config import RunConfig
+    from clickprompt.rundir import settings_diff
+
+    base = {**RunConfig().to_dict(), "stage": "finetune-without-plm", "data_fingerprint": "f" * 16,
+            "pretrained": "runs/pre", "pretrained_weights": "a" * 64}
+    assert settings_diff(base, {**base, "pretrained": "/work/runs/pre"}) == []
+    assert settings_diff(base, {**base, "pretrained_weights": "b" * 64}) == [f"pretrained_weights: {'a' * 64!r} -> {'b' * 64!r}"]
+    with_init = {**base, "stage": "finetune-with-plm", "init_ctr": "runs/wo", "init_ctr_weights": "c" * 64}
+    assert settings_diff(with_init, {**with_init, "init_ctr": "./runs/wo"}) == []
+    assert settings_diff(base | {"stage": "finetune-with-plm"}, with_init) != []  # init_ctr given vs not
