@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 import plotly.express as px
 import streamlit as st
@@ -406,6 +407,13 @@ def main() -> None:
     args = cli_args()
     root, processed, runs, chosen, dataset, baseline, live = sidebar(args)
     st.title("ClickPrompt workbench")
+    summary = Path(root) / "summary.md"
+    if summary.is_file():  # the main job's two acts (`clickprompt quick`): its verdicts first
+        with st.expander("The main job's verdicts (summary.md): act 1, the positive control; act 2, the dataset",
+                         expanded=True):
+            st.markdown(summary.read_text(encoding="utf-8"))
+            st.caption("Each act's runs are in the sidebar: pick the act's dataset under *Dataset* (act 1: the "
+                       "control-* dataset, runs under control/).")
     if runs and not chosen:
         st.info("Select at least one run in the sidebar.")
         return

@@ -394,3 +394,20 @@ def test_display_formatting_writes_no_none():
     buf = io.StringIO()
     frame.to_csv(buf)
     assert "0.78251" in buf.getvalue()  # the export keeps the numbers
+
+
+def test_the_main_jobs_verdicts_open_the_page(monkeypatch, tiny_runs, tmp_path):
+    """A runs root written by `clickprompt quick` (summary.md beside the runs) opens on both acts' verdicts."""
+    import shutil
+
+    root = tmp_path / "quick"
+    shutil.copytree(tiny_runs, root)
+    (root / "summary.md").write_text("# The main job\n\n## Act 1: the positive control\n\nAct 1 verdict.\n\n"
+                                     "## Act 2: tiny-ml\n\nAct 2 verdict.\n")
+    at = _app(monkeypatch, root)
+    _no_errors(at)
+    (exp,) = [e for e in at.expander if "verdicts (summary.md)" in e.label]
+    shown = " ".join(m.value for m in exp.markdown)
+    assert "Act 1 verdict." in shown and "Act 2 verdict." in shown
+    (root / "summary.md").unlink()
+    assert not any("verdicts (summary.md)" in e.label for e in _app(monkeypatch, root).expander)
