@@ -14,7 +14,7 @@ Q="--dataset ml-100k $PD --profile quick --quiet"
 c() {  # run, show the command without the long paths, the meaningful lines and the exit code
   echo "\$ clickprompt ${*}" | sed "s#$PD##; s#--dataset ml-100k##; s#  *# #g"
   out=$("$CP" "$@" 2>&1); rc=$?
-  echo "$out" | grep -E "^(error|note|warning)|AUC|: (ok|damaged|stale|unfinished|running|not-a-run)" | tail -6 | sed 's/^/    /'
+  echo "$out" | grep -E "^(error|note|warning)|AUC|^(ok|damaged|stale|unfinished|running|not-a-run) " | tail -6 | sed 's/^/    /'
   echo "    [exit $rc]"
 }
 echo "## a finished --out is reused only for equal settings"
@@ -39,7 +39,8 @@ cp -r runs/dcnv2 runs/emptied; : > runs/emptied/best/model.safetensors
 cp -r runs/dcnv2 runs/garbage; head -c 196044 /dev/urandom > runs/garbage/best/model.safetensors
 cp -r runs/dcnv2 runs/badconfig; echo '{"broken' > runs/badconfig/best/config.json
 for r in zeroed truncated emptied garbage badconfig; do c evaluate runs/$r; done
-c runs verify runs/dcnv2 runs/zeroed runs/truncated runs/badconfig runs/v runs/nothing
+c runs verify runs/dcnv2 runs/zeroed runs/truncated runs/badconfig runs/w
+c runs verify runs/nothing
 echo "## a truncated trainer state under --resume"
 "$CP" train-ctr $Q --set train.save_every=20 --out runs/r >/dev/null 2>&1 & P=$!
 for _ in $(seq 200); do [ -f runs/r/state/trainer.safetensors ] && break; sleep 0.1; done
