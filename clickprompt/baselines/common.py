@@ -194,6 +194,33 @@ def pretraining_run(pretrained, ds: PreparedDataset, kind: ModelKind, method: st
     return pre, config
 
 
+def begin_first_stage(cfg: RunConfig, stage: Stage, method: str, pretrained) -> PreparedDataset:
+    """Everything a baseline's first stage checks before it writes (it starts from the published PLM): no
+    --pretrained run, its settings, a PLM family the method supports; returns the dataset."""
+    if pretrained:
+        raise ConfigError(f"{stage} starts from the published PLM; it takes no --pretrained run")
+    validate_stage(cfg, stage)
+    check_plm_family(cfg, method)
+    return load_dataset(cfg)
+
+
+def begin_second_stage(cfg: RunConfig, stage: Stage, kind: ModelKind, pretrained):
+    """Everything a baseline's second stage checks before it writes: its settings, the data, and the run it
+    starts from (kind, data, architecture inherited). Returns (cfg copy, dataset, that run, its checkpoint
+    config, the run-key extras recording it)."""
+    import copy
+
+    from clickprompt.config import inherit_architecture
+
+    cfg = copy.deepcopy(cfg)
+    validate_stage(cfg, stage)
+    ds = load_dataset(cfg)
+    pre, pre_config = pretraining_run(pretrained, ds, kind, str(stage))
+    inherit_architecture(cfg, RunConfig.from_dict(pre_config["run_config"]), str(pre.path))
+    extra = {"pretrained": str(pretrained), "pretrained_weights": pretrained_weights(pretrained)}
+    return cfg, ds, pre, pre_config, extra
+
+
 def pretrained_weights(pretrained) -> str:
     """SHA-256 of the pretraining run's weights (recorded in the finetuning's settings, verified on load)."""
     from clickprompt.checkpoint import checkpoint_dir, verify_files

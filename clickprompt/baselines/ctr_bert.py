@@ -22,7 +22,7 @@ from torch import nn
 
 from clickprompt.baselines import common
 from clickprompt.baselines.registry import Method, register_method
-from clickprompt.config import ConfigError, RunConfig
+from clickprompt.config import RunConfig
 from clickprompt.model import PretrainedMixin
 from clickprompt.rundir import ModelKind, RunDir, Stage
 
@@ -112,11 +112,7 @@ def train_ctr_bert(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = F
     from clickprompt.pipeline import evaluator, finish_run
     from clickprompt.training import seed_everything, train
 
-    if pretrained:
-        raise ConfigError("ctr-bert starts from the published PLM; it takes no --pretrained run")
-    common.validate_stage(cfg, Stage.CTR_BERT)
-    common.check_plm_family(cfg, "CTR-BERT")
-    ds = common.load_dataset(cfg)
+    ds = common.begin_first_stage(cfg, Stage.CTR_BERT, "CTR-BERT", pretrained)
     user_fields, item_fields = common.user_item_fields(ds.spec)
     fields = {"user_fields": [ds.spec.names[j] for j in user_fields], "item_fields": [ds.spec.names[j] for j in item_fields]}
     with RunDir(run_dir).open(Stage.CTR_BERT, common.run_settings(cfg, ds), force=force, resume=resume) as session:

@@ -21,7 +21,6 @@ it). The rest of CTRL's training configuration ("the same as reported in CTRL's 
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 
@@ -32,7 +31,7 @@ from torch import nn
 
 from clickprompt.baselines import common
 from clickprompt.baselines.registry import Method, register_method
-from clickprompt.config import ConfigError, RunConfig, inherit_architecture
+from clickprompt.config import ConfigError, RunConfig
 from clickprompt.ctr import create_ctr
 from clickprompt.data.schema import FeatureSpec
 from clickprompt.errors import CheckpointError
@@ -169,12 +168,7 @@ def finetune_ctrl(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
     from clickprompt.rundir import settings_sha256
     from clickprompt.training import seed_everything, train
 
-    cfg = copy.deepcopy(cfg)
-    common.validate_stage(cfg, Stage.CTRL_FINETUNE)
-    ds = common.load_dataset(cfg)
-    pre, pre_config = common.pretraining_run(pretrained, ds, ModelKind.CTRL_PRETRAIN, "ctrl-finetune")
-    inherit_architecture(cfg, RunConfig.from_dict(pre_config["run_config"]), str(pre.path))  # ctr.*, plm.name
-    extra = {"pretrained": str(pretrained), "pretrained_weights": common.pretrained_weights(pretrained)}
+    cfg, ds, pre, pre_config, extra = common.begin_second_stage(cfg, Stage.CTRL_FINETUNE, ModelKind.CTRL_PRETRAIN, pretrained)  # ctr.*, plm.name
     with RunDir(run_dir).open(Stage.CTRL_FINETUNE, common.run_settings(cfg, ds, **extra), force=force,
                               resume=resume) as session:
         if session.reused is not None:

@@ -19,7 +19,6 @@ pretrained encoder, drops the MLM head and adds the classification head of Eq. 8
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
@@ -28,7 +27,7 @@ from torch import nn
 
 from clickprompt.baselines import common
 from clickprompt.baselines.registry import Method, register_method
-from clickprompt.config import ConfigError, RunConfig, inherit_architecture
+from clickprompt.config import RunConfig
 from clickprompt.model import ClickPromptForPretraining, PretrainedMixin
 from clickprompt.rundir import ModelKind, RunDir, Stage
 
@@ -105,11 +104,7 @@ def pretrain_ptab(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
     from clickprompt.diagnostics import lm_loss, masked_value_accuracy
     from clickprompt.training import seed_everything, train
 
-    if pretrained:
-        raise ConfigError("ptab-pretrain starts from the published PLM; it takes no --pretrained run")
-    common.validate_stage(cfg, Stage.PTAB_PRETRAIN)
-    common.check_plm_family(cfg, "PTab")
-    ds = common.load_dataset(cfg)
+    ds = common.begin_first_stage(cfg, Stage.PTAB_PRETRAIN, "PTab", pretrained)
     with RunDir(run_dir).open(Stage.PTAB_PRETRAIN, common.run_settings(cfg, ds), force=force, resume=resume) as session:
         if session.reused is not None:
             return session.reused
@@ -160,12 +155,7 @@ def finetune_ptab(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
     from clickprompt.pipeline import evaluator, finish_run
     from clickprompt.training import seed_everything, train
 
-    cfg = copy.deepcopy(cfg)
-    common.validate_stage(cfg, Stage.PTAB_FINETUNE)
-    ds = common.load_dataset(cfg)
-    pre, pre_config = common.pretraining_run(pretrained, ds, ModelKind.PTAB_PRETRAIN, "ptab-finetune")
-    inherit_architecture(cfg, RunConfig.from_dict(pre_config["run_config"]), str(pre.path))  # plm.name
-    extra = {"pretrained": str(pretrained), "pretrained_weights": common.pretrained_weights(pretrained)}
+    cfg, ds, pre, pre_config, extra = common.begin_second_stage(cfg, Stage.PTAB_FINETUNE, ModelKind.PTAB_PRETRAIN, pretrained)  # plm.name
     with RunDir(run_dir).open(Stage.PTAB_FINETUNE, common.run_settings(cfg, ds, **extra), force=force,
                               resume=resume) as session:
         if session.reused is not None:
