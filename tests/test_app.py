@@ -411,3 +411,20 @@ def test_the_main_jobs_verdicts_open_the_page(monkeypatch, tiny_runs, tmp_path):
     assert "Act 1 verdict." in shown and "Act 2 verdict." in shown
     (root / "summary.md").unlink()
     assert not any("verdicts (summary.md)" in e.label for e in _app(monkeypatch, root).expander)
+
+
+def test_long_tail_words_give_the_aucs_a_subset_has_even_without_a_relative_change():
+    """A subset where the baseline's AUC is 0 has AUCs but no Rel.Impr: the words show the AUCs, not 'no AUC'."""
+    import pandas as pd
+
+    from clickprompt.app_support import describe_long_tail
+
+    table = pd.DataFrame([
+        {"subset": "cold start", "n": 19, "ctr AUC": 0.0, "m AUC": 0.0, "m Rel.Impr": None, "m DeLong p": None, "note": ""},
+        {"subset": "head user / long-tail item", "n": 2, "ctr AUC": None, "m AUC": None, "m Rel.Impr": None,
+         "m DeLong p": None, "note": "only 2 rows (< 10): AUC not reported"},
+    ])
+    table.attrs["baseline"] = "ctr"
+    text = describe_long_tail(table, "m")
+    assert "- cold start (19 rows): m AUC 0.0000 vs ctr 0.0000 (Rel.Impr undefined: ctr's AUC is 0.0000)." in text
+    assert "- head user / long-tail item (2 rows): only 2 rows (< 10): AUC not reported." in text
