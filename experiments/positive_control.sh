@@ -10,7 +10,8 @@
 # About an hour on 2 idle CPU cores; SUMMARY_ONLY=1 rebuilds the summary alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CP=${CP:-clickprompt}
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}  # the set-up's venv when there is one
+CP=${CP:-$PY -m clickprompt.cli}
 OUT=${OUT:-runs/control}
 DATA=${DATA:-data/processed}
 SEEDS=${SEEDS:-1 2 3 4 5}
@@ -29,7 +30,7 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
   $CP experiment configs/pa_mlm_transfer.yaml --dataset control-rare --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS --quiet --resume
   $CP experiment configs/positive_control.yaml --dataset control-heldout --processed-dir "$DATA" --out "$OUT" --seeds $SEEDS_HELDOUT --quiet --resume
 fi
-python experiments/summarize_control.py --out "$OUT" --processed-dir "$DATA" \
+$PY experiments/summarize_control.py --out "$OUT" --processed-dir "$DATA" \
   --run "positive_control:control-cold:$SEEDS" --run "pa_mlm_transfer:control-rare:$SEEDS" \
   --run "positive_control:control-heldout:$SEEDS_HELDOUT" > experiments/results/positive_control.md
 echo "summary: experiments/results/positive_control.md"
