@@ -149,6 +149,9 @@ def main() -> int:
     md = ["# PLM-based baselines of Table 2 on ML-100K (MiniLM-L6, CPU budget)", ""]
     md += ["Commands (2 CPU cores shared with other jobs, no GPU; one intra-op thread per run):", "",
            "```bash", "bash experiments/ml100k_baselines.sh          # the runs, seed by seed, then the summary below",
+           f"clickprompt experiment experiments/ml100k_clickprompt.yaml --dataset ml-100k --out {out}   # ClickPrompt's rows "
+           "(the quick profile's Table 2 arms: PA-MLM 100 steps of 64, with PLM 100 steps of 64 at PLM lr 5e-5, every part "
+           "from PA-MLM as in the paper)",
            ".venv/bin/python benchmarks/baseline_latency.py   # Table 8's rows",
            ".venv/bin/python experiments/summarize_ml100k_baselines.py   # this file",
            f"clickprompt report {out} --out reports/ml100k-baselines    # the paper's Table 2 and 8 filled from these runs",
