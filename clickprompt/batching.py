@@ -89,8 +89,9 @@ def pretraining_batcher(split: Split, cache, tokenizer, objective: str, seed: in
 
 
 def predict_probs(model, config: dict, tokenizer, ds: PreparedDataset, split_name: str, batch_size: int = 512,
-                  rows: np.ndarray | None = None) -> np.ndarray:
-    """Click probabilities of a CTR-kind or ClickPrompt-CTR checkpoint on a split (or some of its rows)."""
+                  rows: np.ndarray | None = None, dtype=None) -> np.ndarray:
+    """Click probabilities of a CTR-kind or ClickPrompt-CTR checkpoint on a split (or some of its rows);
+    `dtype` (e.g. torch.bfloat16): score under autocast to it."""
     from clickprompt.config import RunConfig
     from clickprompt.data.text import TokenCache
     from clickprompt.training import predict
@@ -103,5 +104,5 @@ def predict_probs(model, config: dict, tokenizer, ds: PreparedDataset, split_nam
         mb = text_batcher(split, TokenCache.for_dataset(tokenizer, ds, run_cfg.data.max_length))
     if rows is None:
         rows = np.arange(len(split))
-    logits = predict(model, lambda idx: mb(rows[idx]), len(rows), batch_size)
+    logits = predict(model, lambda idx: mb(rows[idx]), len(rows), batch_size, dtype=dtype)
     return 1 / (1 + np.exp(-logits))

@@ -72,12 +72,14 @@ def register(sub, add_run_args, resolve_config, seed_dirs) -> None:
     e.add_argument("--baseline", help="a baseline run directory: adds Rel.Impr and DeLong's p-value")
     e.add_argument("--processed-dir", default=None)
     e.add_argument("--int8", action="store_true", help="the PLM's linear layers in int8 (CPU inference)")
+    e.add_argument("--bf16", action="store_true", help="score under bf16 autocast (fast on CPUs with AMX or "
+                   "AVX512-BF16: benchmarks/results/int8_inference.md)")
 
     def cmd_evaluate(args) -> int:
         from clickprompt.pipeline import evaluate_run
 
         r = evaluate_run(args.run, args.split, baseline=args.baseline, processed_dir=args.processed_dir,
-                         int8=args.int8)
+                         int8=args.int8, bf16=args.bf16)
         print(json.dumps(r, indent=2))
         return 0
 

@@ -363,9 +363,12 @@ def _load_part(module, state: dict, source) -> list[str]:
 
 
 def evaluate_run(run: str | Path, split: str = "test", *, baseline: str | Path | None = None,
-                 processed_dir: str | Path | None = None, int8: bool = False) -> dict:
+                 processed_dir: str | Path | None = None, int8: bool = False, bf16: bool = False) -> dict:
     """Metrics of a run's best checkpoint; with a baseline run, Rel.Impr and DeLong's p-value. `int8`: score
-    with the PLM's linear layers in int8 (clickprompt.quantize), e.g. to see what quantisation costs."""
+    with the PLM's linear layers in int8 (clickprompt.quantize); `bf16`: score under bf16 autocast; e.g. to
+    see what either costs in AUC."""
+    import torch
+
     from clickprompt.batching import predict_probs
     from clickprompt.data.text import TokenCache
     from clickprompt.diagnostics import masked_value_accuracy
@@ -380,8 +383,9 @@ def evaluate_run(run: str | Path, split: str = "test", *, baseline: str | Path |
         return {"run": str(run.path), "split": split,
                 **masked_value_accuracy(model, ds.split(split), cache, tokenizer, run_cfg)}
     labels = ds.split(split).labels
-    probs = predict_probs(model, config, tokenizer, ds, split)
-    out = {"run": str(run.path), "split": split, "kind": config["kind"], "int8": int8, **ctr_metrics(labels, probs)}
+    probs = predict_probs(model, config, tokenizer, ds, split, dtype=torch.bfloat16 if bf16 else None)
+    out = {"run": str(run.path), "split": split, "kind": config["kind"], "int8": int8, "bf16": bf16,
+           **ctr_metrics(labels, probs)}
     if baseline is not None:
         b_model, b_config, b_tok = RunDir(baseline).load_model(ds)
         b_probs = predict_probs(b_model, b_config, b_tok, ds, split)

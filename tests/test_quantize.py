@@ -65,7 +65,7 @@ def test_frozen_plm_without_prompts_builds_no_graph(tiny_model):
     assert core.generator.w1.grad is not None and core.generator.w1.grad.abs().sum() > 0
 
 
-def test_evaluate_and_latency_take_int8(tmp_path, capsys):
+def test_evaluate_and_latency_take_int8_and_bf16(tmp_path, capsys):
     from clickprompt.data.synthetic import make_tiny_dataset
 
     data = tmp_path / "data"
@@ -76,11 +76,12 @@ def test_evaluate_and_latency_take_int8(tmp_path, capsys):
     assert cli(["finetune", *base, "--plm", str(plm), "--out", str(run)]) == 0
     capsys.readouterr()
     results = {}
-    for flag in ([], ["--int8"]):
+    for flag in ([], ["--int8"], ["--bf16"]):
         assert cli(["evaluate", str(run), *flag]) == 0
         r = json.loads(capsys.readouterr().out)
-        results[r["int8"]] = r["auc"]
-    assert set(results) == {False, True} and abs(results[True] - results[False]) < 0.05
+        results["int8" if r["int8"] else "bf16" if r["bf16"] else "fp32"] = r["auc"]
+    assert set(results) == {"fp32", "int8", "bf16"}
+    assert abs(results["int8"] - results["fp32"]) < 0.05 and abs(results["bf16"] - results["fp32"]) < 0.05
     assert cli(["analyse", "latency", f"fp32={run}", f"int8={run}", "--int8", "int8", "--repeats", "2",
                 "--warmup", "1", "--batch-size", "16"]) == 0
     out = capsys.readouterr().out
