@@ -264,14 +264,21 @@ def _parse_override(item) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value) if value.strip() else value
 
 
+def read_yaml_file(path, what: str = "config file", error: type[Exception] | None = None):
+    """A YAML file's content ({} when empty), or one line naming the file: missing, or not valid YAML."""
+    error = error or ConfigError
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 def _read_yaml(yaml_path) -> dict:
     path = Path(yaml_path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    loaded = read_yaml_file(path)
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     loaded.pop("profile", None)

@@ -77,7 +77,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from clickprompt.config import ARCHITECTURE, STAGES, ConfigError, RunConfig, load_stage_config, set_key
+from clickprompt.config import ARCHITECTURE, STAGES, ConfigError, RunConfig, load_stage_config, read_yaml_file, set_key
 from clickprompt.errors import ClickPromptError
 from clickprompt.formatting import fmt_mean_std, fmt_num, fmt_p, fmt_pct, fmt_signed_ps
 from clickprompt.rundir import RunDir, Stage, identity
@@ -186,12 +186,7 @@ def _mapping(where: str, d, allowed: set) -> dict:
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file (see the module docstring)."""
     path = Path(path)
-    if not path.exists():
-        raise ExperimentError(f"{path}: experiment file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ExperimentError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml_file(path, "experiment file", ExperimentError)
     raw = _mapping(str(path), raw, TOP_KEYS)
     exp = Experiment(name=str(raw.get("experiment") or path.stem), paper=str(raw.get("paper") or ""),
                      notes=str(raw.get("notes") or ""), profile=raw.get("profile"), path=str(path))
