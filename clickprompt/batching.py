@@ -36,24 +36,32 @@ def text_batcher(split: Split, cache, *, mlm: dict | None = None, clm: bool = Fa
     the training loop calls `make_batch.set_epoch(epoch)` at every epoch start, like PyTorch's
     DistributedSampler, so one process and N data-parallel processes mask every sample alike and a
     resumed run masks as the uninterrupted one did."""
+    from clickprompt.data.text import DeviceTokenCache
     from clickprompt.masking import hashed_uniforms, mask_tokens
 
     ids = torch.from_numpy(split.ids)
     labels = torch.from_numpy(split.labels)
+    text_index = split.text_index
+    on_device = isinstance(cache, DeviceTokenCache)  # train.device_batches: gathered where the model runs
+    if on_device:
+        ids, labels, text_index = (torch.as_tensor(a).to(cache.device) for a in (split.ids, split.labels, text_index))
+    as_tensor = (lambda a: a) if on_device else torch.from_numpy
     state = {"epoch": 0}
 
     def make_batch(idx: np.ndarray) -> dict:
         idx = np.asarray(idx, dtype=np.int64)
-        tok = cache.assemble(split.text_index[idx], with_fields=mlm is not None)
         t = torch.from_numpy(idx)
+        if on_device:
+            t = t.to(cache.device)
+        tok = cache.assemble(text_index[t] if on_device else text_index[idx], with_fields=mlm is not None)
         batch = {
             "ids": ids[t],
             "labels": labels[t],
-            "input_ids": torch.from_numpy(tok["input_ids"]),
-            "attention_mask": torch.from_numpy(tok["attention_mask"]),
+            "input_ids": as_tensor(tok["input_ids"]),
+            "attention_mask": as_tensor(tok["attention_mask"]),
         }
         if mlm is not None:
-            special = torch.from_numpy((tok["token_field"] < 0) & (tok["attention_mask"] == 1))
+            special = as_tensor((tok["token_field"] < 0) & (tok["attention_mask"] == 1))
             batch["input_ids"], batch["mlm_labels"] = mask_tokens(
                 batch["input_ids"], batch["attention_mask"], special, mlm["mask_token_id"], mlm["vocab_size"],
                 prob=mlm.get("prob", 0.15), special_ids=mlm["special_ids"],

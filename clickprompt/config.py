@@ -94,6 +94,9 @@ class TrainConfig:
     # PA-MLM early stopping: stop after this many epochs without a lower validation LM loss (None: run every
     # epoch; either way the epoch with the lowest validation loss is the one kept)
     pretrain_patience: int | None = None
+    # text batches gathered on the training device from a device-resident token cache (data.text.
+    # DeviceTokenCache): no host assembly or copy per batch, a GPU's speed path; the same batches either way
+    device_batches: bool = False
     compile: bool = False  # torch.compile the model for training steps (a GPU's speed path; CPU results differ
     # only in floating-point rounding, if at all)
 

@@ -55,6 +55,7 @@ def masked_value_accuracy(model, split: Split, cache, tokenizer, cfg: RunConfig,
     from clickprompt.masking import mask_tokens
 
     clm = model.core.plm.objective == "clm"
+    cache = getattr(cache, "host", cache)  # a DeviceTokenCache's host arrays: this read-out builds its own masks
 
     device = next(model.parameters()).device
     dtype = autocast_dtype(cfg.train.precision, device)

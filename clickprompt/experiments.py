@@ -107,7 +107,8 @@ def _is_baseline(stage) -> bool:
 
 # Settings added after run directories already existed: left out of the hash while at these values, so
 # the finished runs keep their addresses; any other value is part of the run's identity.
-IDENTITY_IF_NOT = {"train": {"group_by_length": False, "transfer": "all", "pretrain_patience": None, "compile": False},
+IDENTITY_IF_NOT = {"train": {"group_by_length": False, "transfer": "all", "pretrain_patience": None, "compile": False,
+                             "device_batches": False},
                    "data": {"pad_to_multiple": 1}}
 
 

@@ -61,6 +61,16 @@ def _begin(stage: Stage, cfg: RunConfig) -> PreparedDataset:
     return load_dataset(cfg)
 
 
+def training_cache(cache, cfg: RunConfig):
+    """The token cache a training stage batches from: on the training device when train.device_batches."""
+    if not cfg.train.device_batches:
+        return cache
+    from clickprompt.data.text import DeviceTokenCache
+    from clickprompt.training import resolve_device
+
+    return DeviceTokenCache(cache, resolve_device(cfg.train.device))
+
+
 def _check_plm(cfg: RunConfig) -> None:
     from clickprompt.plm import resolve_plm
 
@@ -165,7 +175,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
         seed_everything(cfg.train.seed)
         core, tokenizer, info = build_clickprompt(cfg, ds.spec)
         model = ClickPromptForPretraining(core)
-        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple)
+        cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
         if session.main:
             session.run.write_config({**session.settings, "plm_newly_initialized": list(info.newly_initialized)})
         tok_dir = _save_tokenizer(session, tokenizer)
@@ -254,7 +264,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
         else:  # Eq. 9: CTR model, prompts and PLM, alpha-weighted heads
             from clickprompt.data.text import TokenCache
 
-            cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple)
+            cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
             tok_dir = _save_tokenizer(session, tokenizer)
             model.config = _clickprompt_checkpoint_config(ModelKind.CLICKPROMPT_CTR, model.core, ds, cfg, session, tok_dir)
             groups = plm_param_groups(model, model.core.plm, cfg.train.lr, cfg.train.plm_lr)

@@ -81,3 +81,34 @@ def test_padding_to_a_multiple_changes_widths_not_outputs(tmp_path):
         a = model(ids, torch.from_numpy(plain["input_ids"]), torch.from_numpy(plain["attention_mask"]))["logits"]
         b = model(ids, torch.from_numpy(padded["input_ids"]), torch.from_numpy(padded["attention_mask"]))["logits"]
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_device_batches_give_the_same_pretraining_and_finetuning(tmp_path):
+    """train.device_batches (text batches gathered on the training device, here the CPU) reproduces the host
+    path exactly: the same PA-MLM losses and diagnostics, the same with-PLM predictions."""
+    from clickprompt.config import load_stage_config
+    from clickprompt.data.synthetic import make_tiny_dataset
+    from clickprompt.pipeline import finetune, pretrain
+    from clickprompt.plm.tiny import make_tiny_plm
+    from clickprompt.rundir import RunDir
+
+    make_tiny_dataset(tmp_path / "data" / "tiny-ml", n=600, seed=0)
+    plm = make_tiny_plm(tmp_path / "bert", "bert")
+
+    def cfg(stage, on):
+        c = load_stage_config("tiny", stage)
+        c.data.dataset, c.data.processed_dir, c.plm.name = "tiny-ml", str(tmp_path / "data"), str(plm)
+        c.train.device, c.train.device_batches = "cpu", on
+        return c
+
+    out = {}
+    for on in (False, True):
+        pre = pretrain(cfg("pretrain", on), tmp_path / f"pre-{on}", progress=False)
+        ft = finetune(cfg("finetune-with-plm", on), tmp_path / f"ft-{on}", pretrained=tmp_path / f"pre-{on}",
+                      with_plm=True, progress=False)
+        out[on] = (pre, ft, RunDir(tmp_path / f"ft-{on}").read_predictions()[1])
+    (pre0, ft0, p0), (pre1, ft1, p1) = out[False], out[True]
+    for k in ("valid_mlm_loss", "value_token_acc_true", "value_token_acc_shuffled", "value_token_acc_none"):
+        assert pre0[k] == pre1[k], k
+    assert ft0["test"]["auc"] == ft1["test"]["auc"]
+    np.testing.assert_array_equal(p0, p1)

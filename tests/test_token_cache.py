@@ -208,3 +208,28 @@ def test_sample_lengths_are_the_unpadded_assembled_lengths(wordpiece, real_datas
     index = real_dataset.split("train").text_index[:500]
     out = cache.assemble(index)
     assert cache.sample_lengths(index).tolist() == out["attention_mask"].sum(1).tolist()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("max_length", MAX_LENGTHS)
+@pytest.mark.parametrize("pad_to_multiple", [1, 16])
+def test_device_cache_assembles_what_the_host_cache_does(wordpiece, byte_bpe, real_dataset, max_length,
+                                                         pad_to_multiple):
+    """DeviceTokenCache (torch ops where the model runs; here the CPU) gives TokenCache.assemble's arrays
+    exactly: ids, mask, field marks, value masks, truncation and padding to a multiple, both tokenizer kinds."""
+    import torch
+
+    from clickprompt.data.text import DeviceTokenCache
+
+    rng = np.random.default_rng(0)
+    for tok in (wordpiece, byte_bpe):
+        host = TokenCache.for_dataset(tok, real_dataset, max_length, pad_to_multiple)
+        dev = DeviceTokenCache(host, "cpu")
+        index = real_dataset.split("train").text_index
+        for rows in (rng.choice(len(index), 256, replace=False), np.arange(0), np.arange(3)):
+            want, got = host.assemble(index[rows], with_fields=True), dev.assemble(index[rows], with_fields=True)
+            assert set(want) == set(got)
+            for k in want:
+                assert isinstance(got[k], torch.Tensor) and got[k].device.type == "cpu"
+                np.testing.assert_array_equal(got[k].numpy(), want[k], err_msg=k)
+                assert got[k].numpy().dtype == want[k].dtype, k

@@ -131,3 +131,73 @@ class TokenCache:
             fill = {"input_ids": self.pad_id, "attention_mask": 0, "token_field": -1, "value_mask": False}
             out = {k: np.pad(v, ((0, 0), (0, extra)), constant_values=fill[k]) for k, v in out.items()}
         return out
+
+
+class DeviceTokenCache:
+    """A TokenCache's matrices as torch tensors on one device, and `assemble` as torch ops there: text
+    batches are gathered where the model runs (a GPU's speed path, train.device_batches), with no host
+    work or copy per batch beyond the (N, F) value indices. Same outputs as TokenCache.assemble, as
+    tensors (tests/test_token_cache.py compares the two)."""
+
+    def __init__(self, cache: TokenCache, device):
+        import torch
+
+        self.device = torch.device(device)
+        self.host = cache
+        self.pad_id, self.budget, self.pad_to_multiple = cache.pad_id, cache.budget, cache.pad_to_multiple
+        self.prefix = torch.tensor(cache.prefix, dtype=torch.int64, device=self.device)
+        self.suffix = torch.tensor(cache.suffix, dtype=torch.int64, device=self.device)
+        put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
+        self.tokens = [put(t) for t in cache.tokens]
+        self.lengths = [put(n) for n in cache.lengths]
+        self.value_masks = [put(v) for v in cache.value_masks]
+
+    def sample_lengths(self, text_index: np.ndarray) -> np.ndarray:
+        return self.host.sample_lengths(text_index)
+
+    def assemble(self, text_index, with_fields: bool = False) -> dict:
+        """TokenCache.assemble's algorithm in torch on self.device; `text_index` (N, F), numpy or tensor."""
+        import torch
+
+        dev = self.device
+        text_index = torch.as_tensor(text_index, dtype=torch.int64).to(dev)
+        n, num_fields = text_index.shape
+        P, S = len(self.prefix), len(self.suffix)
+        lens = torch.stack([self.lengths[j][text_index[:, j]] for j in range(num_fields)], 1) if num_fields else \
+            torch.zeros(n, 0, dtype=torch.int64, device=dev)
+        starts = P + torch.cumsum(lens, 1) - lens  # (N, F) first position of each segment
+        content = (torch.clamp(starts[:, -1] + lens[:, -1] - P, max=self.budget) if num_fields
+                   else torch.zeros(n, dtype=torch.int64, device=dev))
+        end = P + content
+        T = P + (int(content.max()) if n else 0) + S  # one host read per batch: the batch's width
+        width = max([T] + [int((starts[:, j] + self.tokens[j].shape[1]).max()) for j in range(num_fields) if n])
+        buf = torch.full((n, width), self.pad_id, dtype=torch.int64, device=dev)
+        buf[:, :P] = self.prefix
+        flat_buf = buf.view(-1)
+        row_base = (torch.arange(n, device=dev) * width)[:, None]
+        if with_fields:
+            fbuf = torch.full((n, width), -1, dtype=torch.int8, device=dev)
+            vbuf = torch.zeros((n, width), dtype=torch.bool, device=dev)
+            flat_f, flat_v = fbuf.view(-1), vbuf.view(-1)
+        for j in range(num_fields):  # fields left to right: a segment's padding is overwritten by the next
+            col = text_index[:, j]
+            flat = (row_base + starts[:, j : j + 1]) + torch.arange(self.tokens[j].shape[1], device=dev)
+            flat_buf[flat.reshape(-1)] = self.tokens[j][col].reshape(-1)
+            if with_fields:
+                flat_f[flat.reshape(-1)] = j
+                flat_v[flat.reshape(-1)] = self.value_masks[j][col].reshape(-1)
+        ids = buf[:, :T].contiguous()
+        if S:
+            rows = torch.arange(n, device=dev)[:, None]
+            ids[rows, end[:, None] + torch.arange(S, device=dev)] = self.suffix
+        positions = torch.arange(T, device=dev)[None, :]
+        out = {"input_ids": ids, "attention_mask": (positions < (end + S)[:, None]).long()}
+        if with_fields:
+            past_end = positions >= end[:, None]
+            out["token_field"] = torch.where(past_end, torch.tensor(-1, dtype=torch.int8, device=dev), fbuf[:, :T])
+            out["value_mask"] = vbuf[:, :T] & ~past_end
+        extra = -T % self.pad_to_multiple
+        if extra:
+            fill = {"input_ids": self.pad_id, "attention_mask": 0, "token_field": -1, "value_mask": False}
+            out = {k: torch.cat([v, torch.full((n, extra), fill[k], dtype=v.dtype, device=dev)], 1) for k, v in out.items()}
+        return out
