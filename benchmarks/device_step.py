@@ -4,7 +4,7 @@ stages, so batching, the optimizer and the loop's own overheads count), and infe
 of 128; each with its FLOPs per sample (torch's FlopCounterMode, forward + backward for training) and the
 share of the device's measured bf16 matrix-product rate it achieves.
 
-    python benchmarks/device_step.py [--steps 200] [--batch 256] [--compile] [--pad 16]
+    python benchmarks/device_step.py [--steps 200] [--batch 256] [--compile] [--pad 16] [--device-batches]
         [--out benchmarks/results/device_step_<device>.md]
 
 On the device machine of the project (one H200, no network): `bash experiments/device/make_carry.sh` here,
@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--processed-dir", default="data/processed")
     ap.add_argument("--compile", action="store_true", help="train.compile (torch.compile the training step)")
     ap.add_argument("--pad", type=int, default=1, help="data.pad_to_multiple (static text widths)")
+    ap.add_argument("--device-batches", action="store_true",
+                    help="train.device_batches (text batches gathered on the device from a device-resident token cache)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = resolve_device("auto")
@@ -90,6 +92,7 @@ def main() -> None:
     peak = matmul_rate(device)
     flags = {"data.dataset": "ml-100k", "data.processed_dir": args.processed_dir, "train.batch_size": args.batch,
              "train.max_steps": steps, "train.epochs": 1, "train.save_every": 0, "train.compile": args.compile,
+             "train.device_batches": args.device_batches,
              "data.pad_to_multiple": args.pad, "train.device": str(device)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +134,8 @@ def main() -> None:
         r["share"] = r["samples_per_s"] * r["gflop_per_sample"] * 1e9 / peak
     md = [f"# Training and inference speed on {name}", "",
           f"Command: `python benchmarks/device_step.py --steps {steps} --batch {args.batch}"
-          + (" --compile" if args.compile else "") + (f" --pad {args.pad}" if args.pad > 1 else "") + "`; "
+          + (" --compile" if args.compile else "") + (f" --pad {args.pad}" if args.pad > 1 else "")
+          + (" --device-batches" if args.device_batches else "") + "`; "
           f"torch {torch.__version__}, precision {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, "
           f"{torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f}. Measured bf16 matrix-product "
           f"rate of this device: {peak / 1e12:.1f} TFLOP/s."
