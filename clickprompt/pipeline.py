@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from clickprompt.batching import ctr_batcher, pretraining_batcher, text_batcher
-from clickprompt.checkpoint import atomic_write_text, check_fingerprint, load_checkpoint, verify_files
+from clickprompt.checkpoint import atomic_write_text, load_checkpoint
 from clickprompt.config import ConfigError, RunConfig, inherit_architecture, validate
 from clickprompt.ctr import create_ctr
 from clickprompt.data.dataset import PreparedDataset, Split
@@ -213,15 +213,8 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
 
 def _pretraining_run(pretrained: str | Path, ds: PreparedDataset) -> tuple[RunDir, dict]:
     """The PA-MLM run a finetuning starts from, and its checkpoint config (checked: kind, data)."""
-    from clickprompt.checkpoint import checkpoint_dir, read_checkpoint_config
-
     pre = RunDir(pretrained)
-    ckpt = checkpoint_dir(pre.path)
-    config = read_checkpoint_config(ckpt)
-    if config.get("kind") != ModelKind.PRETRAIN:
-        raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not a PA-MLM pretraining run")
-    check_fingerprint(config, ds.fingerprint, ckpt)
-    return pre, config
+    return pre, pre.start_point(ds, ModelKind.PRETRAIN, "a PA-MLM pretraining run")
 
 
 def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | None, with_plm: bool,
@@ -233,8 +226,6 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
     `init_ctr` (with the PLM only; not the paper's recipe): a finished click-trained CTR run (train-ctr or
     finetune-without-plm, same CTR architecture and data) whose CTR model and head replace the PA-MLM
     ones, so that the with-PLM steps go to what the text adds rather than to relearning the ids."""
-    from clickprompt.checkpoint import checkpoint_dir
-
     stage = Stage.FINETUNE_WITH_PLM if with_plm else Stage.FINETUNE_WITHOUT_PLM
     cfg = copy.deepcopy(cfg)
     ds = _begin(stage, cfg)
@@ -243,7 +234,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
     if pretrained:
         pre, pre_cfg = _pretraining_run(pretrained, ds)
         inherit_architecture(cfg, RunConfig.from_dict(pre_cfg["run_config"]), str(pre.path))
-        weights = verify_files(checkpoint_dir(pre.path))["files"]["model.safetensors"]["sha256"]  # before any write
+        weights = pre.weights_sha256()  # before any write
         extra = {"pretrained": str(pretrained), "pretrained_weights": weights}
     elif with_plm:
         _check_plm(cfg)
@@ -285,23 +276,15 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
 def _ctr_init_run(init_ctr: str | Path, ds: PreparedDataset, cfg: RunConfig, with_plm: bool) -> dict:
     """Checks of finetune's `init_ctr` before any write: a finished CTR-only run on the same data with the
     CTR architecture this finetuning has; its run-key entries (path, weights' SHA-256)."""
-    from clickprompt.checkpoint import checkpoint_dir, read_checkpoint_config
-
     if not with_plm:
         raise ConfigError(f"init_ctr = {init_ctr}: only a finetuning with the PLM takes its CTR part from another run")
     run = RunDir(init_ctr)
-    ckpt = checkpoint_dir(run.path)
-    config = read_checkpoint_config(ckpt)
-    if config.get("kind") != ModelKind.CTR:
-        raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not a click-trained CTR model "
-                              "(train-ctr or finetune-without-plm)")
-    check_fingerprint(config, ds.fingerprint, ckpt)
+    config = run.start_point(ds, ModelKind.CTR, "a click-trained CTR model (train-ctr or finetune-without-plm)")
     theirs, mine = (json.loads(json.dumps(c.to_dict()["ctr"])) for c in (RunConfig.from_dict(config["run_config"]), cfg))
     diff = [f"ctr.{k}: {theirs.get(k)!r} there, {v!r} here" for k, v in mine.items() if theirs.get(k) != v]
     if diff:
         raise ConfigError(f"{init_ctr}: its CTR model differs from this finetuning's ({'; '.join(diff)})")
-    weights = verify_files(ckpt)["files"]["model.safetensors"]["sha256"]
-    return {"init_ctr": str(init_ctr), "init_ctr_weights": weights}
+    return {"init_ctr": str(init_ctr), "init_ctr_weights": run.weights_sha256()}
 
 
 def finetune_model(cfg: RunConfig, ds: PreparedDataset, *, pretrained: str | Path | None, with_plm: bool,
@@ -522,13 +505,13 @@ def main_job(dataset: str = "ml-100k", out: str | Path = "runs/quick", *, profil
                        force=force, progress=progress) if control else None
     act2 = quick(dataset, out, profile=profile, processed_dir=processed_dir, plm=plm, seed=seed, force=force,
                  progress=progress)
+    ds = RunDir(out / "ctr").dataset()  # act 2's data, read once (every run of the act was trained on it)
     budgets = {}
     for row, name in zip(act2["rows"], ("ctr", "finetune-without-plm", "finetune-with-plm")):
         run = RunDir(out / name)
-        cfg = run.read_config()
-        budgets[row["model"]] = budget_of(run.read_results(), cfg["train"]["batch_size"], len(run.dataset().split("train")))
-    stats = RunDir(out / "ctr").dataset().stats
-    verdict2 = act_two(act2, budgets, (stats.get("oov_rate") or {}).get("test"))
+        budgets[row["model"]] = budget_of(run.read_results(), run.read_config()["train"]["batch_size"],
+                                          len(ds.split("train")))
+    verdict2 = act_two(act2, budgets, (ds.stats.get("oov_rate") or {}).get("test"))
     parts = ["# The main job: where the text decides, and where it does not", ""]
     if act1 is not None:
         parts += ["## Act 1: the positive control", "", act1["verdict"], "", act1["table"], ""]

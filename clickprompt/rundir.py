@@ -545,7 +545,29 @@ class RunDir:
 
     def checkpoint(self) -> Path:
         """The run's best/ checkpoint directory (or this path, when it is itself a checkpoint)."""
-        return self.best if self.best.is_dir() else self.path
+        from clickprompt.checkpoint import checkpoint_dir
+
+        return checkpoint_dir(self.path)
+
+    def weights_sha256(self) -> str:
+        """The SHA-256 of the checkpoint's weights, the files verified against the manifest first: what a run
+        started from this one records (pretrained_weights, init_ctr_weights)."""
+        from clickprompt.checkpoint import verify_files
+
+        return verify_files(self.checkpoint())["files"]["model.safetensors"]["sha256"]
+
+    def start_point(self, dataset, kind, what: str) -> dict:
+        """The checkpoint config of this finished run as another run's starting point, checked before that
+        run writes anything: a `kind` checkpoint (`what` names it in the error) trained on `dataset`."""
+        from clickprompt.checkpoint import check_fingerprint, read_checkpoint_config
+        from clickprompt.errors import CheckpointError
+
+        ckpt = self.checkpoint()
+        config = read_checkpoint_config(ckpt)
+        if config.get("kind") != kind:
+            raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not {what}")
+        check_fingerprint(config, dataset.fingerprint, ckpt)
+        return config
 
     def dataset(self, processed_dir: str | Path | None = None):
         """The prepared dataset the run was trained on: `processed_dir` (default: the run's

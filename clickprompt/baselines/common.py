@@ -23,7 +23,6 @@ from clickprompt.config import (
 )
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.schema import FeatureSpec
-from clickprompt.errors import CheckpointError
 from clickprompt.rundir import ModelKind, RunDir, Stage, settings_sha256
 
 RECIPE_SECTIONS = ("ctr", "train")  # what a profile without a baseline's block takes from paper.yaml
@@ -181,17 +180,10 @@ def text_checkpoint_config(kind: ModelKind, ds, cfg: RunConfig, session, hf_conf
 
 def pretraining_run(pretrained, ds: PreparedDataset, kind: ModelKind, method: str) -> tuple[RunDir, dict]:
     """The run a second stage starts from and its checkpoint config, checked: kind and data."""
-    from clickprompt.checkpoint import check_fingerprint, checkpoint_dir, read_checkpoint_config
-
     if not pretrained:
         raise ConfigError(f"{method}: needs its pretraining run (--pretrained RUN, a finished {kind} run)")
     pre = RunDir(pretrained)
-    ckpt = checkpoint_dir(pre.path)
-    config = read_checkpoint_config(ckpt)
-    if config.get("kind") != kind:
-        raise CheckpointError(f"{ckpt}: holds a {config.get('kind')!r} checkpoint, not a {str(kind)!r} run ({method})")
-    check_fingerprint(config, ds.fingerprint, ckpt)
-    return pre, config
+    return pre, pre.start_point(ds, kind, f"a {str(kind)!r} run ({method})")
 
 
 def begin_first_stage(cfg: RunConfig, stage: Stage, method: str, pretrained) -> PreparedDataset:
@@ -217,15 +209,8 @@ def begin_second_stage(cfg: RunConfig, stage: Stage, kind: ModelKind, pretrained
     ds = load_dataset(cfg)
     pre, pre_config = pretraining_run(pretrained, ds, kind, str(stage))
     inherit_architecture(cfg, RunConfig.from_dict(pre_config["run_config"]), str(pre.path))
-    extra = {"pretrained": str(pretrained), "pretrained_weights": pretrained_weights(pretrained)}
+    extra = {"pretrained": str(pretrained), "pretrained_weights": pre.weights_sha256()}
     return cfg, ds, pre, pre_config, extra
-
-
-def pretrained_weights(pretrained) -> str:
-    """SHA-256 of the pretraining run's weights (recorded in the finetuning's settings, verified on load)."""
-    from clickprompt.checkpoint import checkpoint_dir, verify_files
-
-    return verify_files(checkpoint_dir(RunDir(pretrained).path))["files"]["model.safetensors"]["sha256"]
 
 
 def run_tokenizer(run: RunDir, plm_name: str):
