@@ -211,25 +211,22 @@ def test_sample_lengths_are_the_unpadded_assembled_lengths(wordpiece, real_datas
 
 
 @pytest.mark.real
-@pytest.mark.parametrize("max_length", MAX_LENGTHS)
 @pytest.mark.parametrize("pad_to_multiple", [1, 16])
-def test_device_cache_assembles_what_the_host_cache_does(wordpiece, byte_bpe, real_dataset, max_length,
-                                                         pad_to_multiple):
-    """DeviceTokenCache (torch ops where the model runs; here the CPU) gives TokenCache.assemble's arrays
-    exactly: ids, mask, field marks, value masks, truncation and padding to a multiple, both tokenizer kinds."""
+def test_host_and_device_caches_share_one_assembly(wordpiece, real_dataset, pad_to_multiple):
+    """TokenCache.assemble is DeviceTokenCache's algorithm on the CPU (checked against full tokenisation by
+    the tests above): numpy out with the dtypes callers rely on, tensors on the device for the device cache,
+    widths padded to the multiple."""
     import torch
 
     from clickprompt.data.text import DeviceTokenCache
 
-    rng = np.random.default_rng(0)
-    for tok in (wordpiece, byte_bpe):
-        host = TokenCache.for_dataset(tok, real_dataset, max_length, pad_to_multiple)
-        dev = DeviceTokenCache(host, "cpu")
-        index = real_dataset.split("train").text_index
-        for rows in (rng.choice(len(index), 256, replace=False), np.arange(0), np.arange(3)):
-            want, got = host.assemble(index[rows], with_fields=True), dev.assemble(index[rows], with_fields=True)
-            assert set(want) == set(got)
-            for k in want:
-                assert isinstance(got[k], torch.Tensor) and got[k].device.type == "cpu"
-                np.testing.assert_array_equal(got[k].numpy(), want[k], err_msg=k)
-                assert got[k].numpy().dtype == want[k].dtype, k
+    host = TokenCache.for_dataset(wordpiece, real_dataset, 128, pad_to_multiple)
+    rows = real_dataset.split("train").text_index[:64]
+    got = host.assemble(rows, with_fields=True)
+    dtypes = {"input_ids": np.int64, "attention_mask": np.int64, "token_field": np.int8, "value_mask": np.bool_}
+    assert {k: v.dtype.type for k, v in got.items()} == dtypes
+    assert got["input_ids"].shape[1] % pad_to_multiple == 0
+    dev = DeviceTokenCache(host, "cpu").assemble(torch.from_numpy(rows), with_fields=True)
+    for k, v in dev.items():
+        assert isinstance(v, torch.Tensor) and v.device.type == "cpu"
+        np.testing.assert_array_equal(v.numpy(), got[k])  # a tensor index gives what a numpy index gives

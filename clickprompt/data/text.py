@@ -12,6 +12,8 @@ sentence; tests check the ids equal tokenising the full text, for WordPiece and 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 TEMPLATE = "{display} is {value} ."
@@ -84,60 +86,24 @@ class TokenCache:
         token_field (N, T): the field each token belongs to (-1 for special tokens and padding) and
         value_mask (N, T): tokens of the field value (not its name, "is" or ".").
 
-        Pure numpy, no per-sample Python: each field's padded segment matrix (N, L_j) is scattered
-        into a flat buffer at the sample's running offset, fields left to right, so a segment's
-        padding is overwritten by the next segment's tokens; whatever lies past the (truncated)
-        content end is then replaced by the suffix and padding."""
-        text_index = np.asarray(text_index)
-        n, num_fields = text_index.shape
-        P, S = len(self.prefix), len(self.suffix)
-        lens = np.empty((n, num_fields), dtype=np.int64)
-        for j in range(num_fields):
-            lens[:, j] = self.lengths[j][text_index[:, j]]
-        starts = P + np.cumsum(lens, axis=1) - lens  # (N, F) first position of each segment
-        content = np.minimum(starts[:, -1] + lens[:, -1] - P, self.budget) if num_fields else np.zeros(n, np.int64)
-        end = P + content  # (N,) one past the last content token
-        T = P + (int(content.max()) if n else 0) + S
-        # the buffer must hold every padded segment at its offset (wider than T where truncated)
-        width = max([T] + [int((starts[:, j] + self.tokens[j].shape[1]).max()) for j in range(num_fields) if n])
-        buf = np.full((n, width), self.pad_id, dtype=np.int64)
-        buf[:, :P] = self.prefix
-        flat_buf = buf.reshape(-1)  # a view
-        row_base = (np.arange(n, dtype=np.int64) * width)[:, None]  # (N, 1)
-        if with_fields:
-            fbuf = np.full((n, width), -1, dtype=np.int8)
-            vbuf = np.zeros((n, width), dtype=bool)
-            flat_f, flat_v = fbuf.reshape(-1), vbuf.reshape(-1)
-        for j in range(num_fields):
-            col = text_index[:, j]
-            flat = (row_base + starts[:, j : j + 1]) + np.arange(self.tokens[j].shape[1])  # (N, L_j)
-            flat_buf[flat] = self.tokens[j][col]
-            if with_fields:
-                flat_f[flat] = j
-                flat_v[flat] = self.value_masks[j][col]
-        # Past the content end the buffer already holds padding (segment matrices are padded with
-        # pad_id), except where the suffix goes; a truncated row's content reaches T - S exactly.
-        ids = buf if width == T else np.ascontiguousarray(buf[:, :T])
-        if S:
-            ids[np.arange(n)[:, None], end[:, None] + np.arange(S)] = self.suffix
-        attention_mask = (np.arange(T)[None, :] < (end + S)[:, None]).astype(np.int64)
-        out = {"input_ids": ids, "attention_mask": attention_mask}
-        if with_fields:
-            past_end = np.arange(T)[None, :] >= end[:, None]  # (N, T) suffix and padding positions
-            out["token_field"] = np.where(past_end, np.int8(-1), fbuf[:, :T])
-            out["value_mask"] = vbuf[:, :T] & ~past_end
-        extra = -T % self.pad_to_multiple  # masked padding up to a multiple: few distinct batch shapes
-        if extra:
-            fill = {"input_ids": self.pad_id, "attention_mask": 0, "token_field": -1, "value_mask": False}
-            out = {k: np.pad(v, ((0, 0), (0, extra)), constant_values=fill[k]) for k, v in out.items()}
-        return out
+        Vectorised, no per-sample Python (DeviceTokenCache.assemble on the CPU): each field's padded
+        segment matrix (N, L_j) is scattered into a flat buffer at the sample's running offset, fields
+        left to right, so a segment's padding is overwritten by the next segment's tokens; whatever lies
+        past the (truncated) content end is then replaced by the suffix and padding."""
+        return {k: v.numpy() for k, v in self._cpu.assemble(text_index, with_fields).items()}
+
+    @functools.cached_property
+    def _cpu(self) -> "DeviceTokenCache":
+        """The algorithm lives once, in torch (DeviceTokenCache); on the CPU its tensors share this cache's
+        arrays and its outputs convert to numpy without a copy."""
+        return DeviceTokenCache(self, "cpu")
 
 
 class DeviceTokenCache:
-    """A TokenCache's matrices as torch tensors on one device, and `assemble` as torch ops there: text
-    batches are gathered where the model runs (a GPU's speed path, train.device_batches), with no host
-    work or copy per batch beyond the (N, F) value indices. Same outputs as TokenCache.assemble, as
-    tensors (tests/test_token_cache.py compares the two)."""
+    """A TokenCache's matrices as torch tensors on one device, and `assemble` (TokenCache.assemble's
+    contract, as tensors) as torch ops there. On a GPU, text batches are gathered where the model runs
+    (train.device_batches), with no host work or copy per batch beyond the (N, F) value indices; on the
+    CPU it is the host cache's own implementation."""
 
     def __init__(self, cache: TokenCache, device):
         import torch
