@@ -561,20 +561,12 @@ def _sync(device: torch.device) -> None:
 
 
 def _batcher_for(model, config: dict, tokenizer, ds, split: str):
-    from clickprompt.data.text import TokenCache
-    from clickprompt.batching import ctr_batcher, text_batcher
+    from clickprompt.batching import scoring_batcher
 
-    kind = config.get("kind")
-    s = ds.split(split)
-    if kind == ModelKind.CTR:
-        return ctr_batcher(s)
-    if kind == ModelKind.CLICKPROMPT_CTR:
-        return text_batcher(s, TokenCache.for_dataset(tokenizer, ds, _run_max_length(config)))
-    if kind in ModelKind.__members__.values() and ModelKind(kind).scores_clicks:  # the PLM baselines (Table 8)
-        from clickprompt.baselines import batcher_for
-
-        return batcher_for(config, tokenizer, ds)(s)
-    raise AnalysisError(f"latency needs a checkpoint that scores clicks, not {kind!r}")
+    try:
+        return scoring_batcher(config, tokenizer, ds)(ds.split(split))
+    except ValueError:
+        raise AnalysisError(f"latency needs a checkpoint that scores clicks, not {config.get('kind')!r}") from None
 
 
 LATENCY_DEFINITION = (

@@ -4,6 +4,7 @@ scoring (no per-sample Python in the hot loop).
     ctr_batcher(split)                        ids and labels (CTR models)
     text_batcher(split, cache, mlm=, clm=)    + the token-cache text view (Eq. 4); PA-MLM / PA-CLM inputs
     pretraining_batcher(split, cache, tok, objective, seed)   the pretraining batches of a PLM family
+    scoring_batcher(config, tokenizer, ds)    the batches of any checkpoint that scores clicks
     predict_probs(model, config, tokenizer, ds, split)        click probabilities of a checkpoint on a split
 """
 
@@ -96,20 +97,33 @@ def pretraining_batcher(split: Split, cache, tokenizer, objective: str, seed: in
     return text_batcher(split, cache, mlm=mlm_settings(tokenizer, seed))
 
 
-def predict_probs(model, config: dict, tokenizer, ds: PreparedDataset, split_name: str, batch_size: int = 512,
-                  rows: np.ndarray | None = None, dtype=None) -> np.ndarray:
-    """Click probabilities of a CTR-kind or ClickPrompt-CTR checkpoint on a split (or some of its rows);
-    `dtype` (e.g. torch.bfloat16): score under autocast to it."""
+def scoring_batcher(config: dict, tokenizer, ds: PreparedDataset):
+    """(split -> make_batch) for a checkpoint of any kind that scores clicks: CTR ids, the two towers of
+    CTR-BERT, or the token-cache text (ClickPrompt with PLM, PTab, P5)."""
     from clickprompt.config import RunConfig
     from clickprompt.data.text import TokenCache
+
+    kind = ModelKind(config["kind"])
+    if not kind.scores_clicks:
+        raise ValueError(f"a {str(kind)!r} checkpoint makes no click predictions")
+    if kind == ModelKind.CTR:
+        return ctr_batcher
+    if kind == ModelKind.CTR_BERT:
+        from clickprompt.baselines.ctr_bert import batcher_for_checkpoint
+
+        return batcher_for_checkpoint(config, tokenizer, ds)
+    cache = TokenCache.for_dataset(tokenizer, ds, RunConfig.from_dict(config["run_config"]).data.max_length)
+    return lambda split: text_batcher(split, cache)
+
+
+def predict_probs(model, config: dict, tokenizer, ds: PreparedDataset, split_name: str, batch_size: int = 512,
+                  rows: np.ndarray | None = None, dtype=None) -> np.ndarray:
+    """Click probabilities of a checkpoint that scores clicks (scoring_batcher) on a split (or some of its
+    rows); `dtype` (e.g. torch.bfloat16): score under autocast to it."""
     from clickprompt.training import predict
 
     split = ds.split(split_name)
-    if config["kind"] == ModelKind.CTR:
-        mb = ctr_batcher(split)
-    else:
-        run_cfg = RunConfig.from_dict(config["run_config"])
-        mb = text_batcher(split, TokenCache.for_dataset(tokenizer, ds, run_cfg.data.max_length))
+    mb = scoring_batcher(config, tokenizer, ds)(split)
     if rows is None:
         rows = np.arange(len(split))
     logits = predict(model, lambda idx: mb(rows[idx]), len(rows), batch_size, dtype=dtype)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from clickprompt.baselines import (
-    batcher_for, get_method, list_methods, register_method, run_stage, stage_config, user_item_fields,
+    get_method, list_methods, register_method, run_stage, stage_config, user_item_fields,
 )
 from clickprompt.baselines.common import encoder_from_config, load_encoder
 from clickprompt.baselines.ctr_bert import CTRBertForCTR, TwoTowerText
@@ -289,11 +289,12 @@ def test_stages_write_verified_runs_that_reload_to_their_predictions(tiny, runs)
             continue
         assert res[name]["model"] == {"ctr-bert": "CTR-BERT", "ptab": "PTab", "p5": "P5", "ctrl": "CTRL"}[name]
         assert 0 < res[name]["test"]["auc"] < 1 and res[name]["valid"]["auc"] is not None
-        from clickprompt.training import predict
+        from clickprompt.batching import predict_probs
+        from clickprompt.pipeline import evaluate_run
 
-        split = ds.split("test")
-        probs = 1 / (1 + np.exp(-predict(model, batcher_for(config, tok, ds)(split), len(split), 64)))
+        probs = predict_probs(model, config, tok, ds, "test", batch_size=64)  # what evaluate, the dashboard use
         assert np.abs(probs - run.read_predictions()[1]).max() < 1e-5
+        assert abs(evaluate_run(run.path)["auc"] - res[name]["test"]["auc"]) < 1e-6
         assert ((probs > 0) & (probs < 1)).all()
     assert res["ctr-bert"]["user_fields"] == ["user_id", "occupation"]
     assert res["ptab-pre"]["valid_mlm_loss"] > 0 and 0 <= res["ptab-pre"]["value_token_acc"] <= 1

@@ -40,23 +40,5 @@ def unavailable(stage, cfg) -> str | None:
     return method_of_stage(stage).unavailable(cfg)
 
 
-def batcher_for(config: dict, tokenizer, ds):
-    """(split -> make_batch) for a scoring checkpoint of any kind: CTR ids, the two towers of CTR-BERT, or
-    the token-cache text (PTab, P5, ClickPrompt with PLM)."""
-    from clickprompt.batching import ctr_batcher, text_batcher
-    from clickprompt.config import RunConfig
-    from clickprompt.data.text import TokenCache
-
-    kind = ModelKind(config["kind"])
-    if not kind.scores_clicks:
-        raise ValueError(f"a {str(kind)!r} checkpoint makes no click predictions")
-    if kind == ModelKind.CTR:
-        return ctr_batcher
-    if kind == ModelKind.CTR_BERT:
-        return ctr_bert.batcher_for_checkpoint(config, tokenizer, ds)
-    cache = TokenCache.for_dataset(tokenizer, ds, RunConfig.from_dict(config["run_config"]).data.max_length)
-    return lambda split: text_batcher(split, cache)
-
-
-__all__ = ["Method", "baseline_stages", "batcher_for", "get_method", "is_baseline_stage", "list_methods",
+__all__ = ["Method", "baseline_stages", "get_method", "is_baseline_stage", "list_methods",
            "method_of_stage", "register_method", "run_stage", "stage_config", "unavailable", "user_item_fields"]
