@@ -50,7 +50,7 @@ def evaluator(make_batch, split: Split, cfg: RunConfig):
     return evaluate
 
 
-def _settings(cfg: RunConfig, ds: PreparedDataset, **extra) -> dict:
+def run_settings(cfg: RunConfig, ds: PreparedDataset, **extra) -> dict:
     """What a run directory's config.json records: the resolved settings, the data's fingerprint, extras."""
     return {**cfg.to_dict(), "data_fingerprint": ds.fingerprint, **extra}
 
@@ -105,7 +105,7 @@ def finish_run(session, model, make_batch, ds: PreparedDataset, cfg: RunConfig, 
 def train_ctr(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True) -> dict:
     """Train cfg.ctr.model from scratch on cfg.data.dataset (App. B.1 protocol)."""
     ds = _begin(Stage.TRAIN_CTR, cfg)
-    settings = _settings(cfg, ds)
+    settings = run_settings(cfg, ds)
     with RunDir(run_dir).open(Stage.TRAIN_CTR, settings, force=force, resume=resume) as session:
         if session.reused is not None:
             return session.reused
@@ -142,15 +142,21 @@ def summarize_seeds(run_dirs: list[Path], out: Path | None = None) -> dict:
 # ---------------------------------------------------------------- ClickPrompt stages
 
 
-def _save_tokenizer(session, tokenizer) -> str:
+def save_tokenizer(session, tokenizer) -> str:
     if session.main:
         tokenizer.save_pretrained(session.run.tokenizer_dir)
     return session.run.tokenizer_dir.name
 
 
-def _clickprompt_checkpoint_config(kind: ModelKind, core, ds, cfg: RunConfig, session, tokenizer_dir: str) -> dict:
+def text_checkpoint_config(kind: ModelKind, ds, cfg: RunConfig, session, hf_config: dict, tokenizer_dir: str,
+                           **extra) -> dict:
+    """The checkpoint config of a model that reads text: its PLM's Hugging Face config and tokenizer folder."""
     return checkpoint_config(kind, ds, cfg, settings_sha256(session.settings), plm_name=cfg.plm.name,
-                             hf_config=core.plm.config.to_dict(), tokenizer=tokenizer_dir)
+                             hf_config=hf_config, tokenizer=tokenizer_dir, **extra)
+
+
+def _clickprompt_checkpoint_config(kind: ModelKind, core, ds, cfg: RunConfig, session, tokenizer_dir: str) -> dict:
+    return text_checkpoint_config(kind, ds, cfg, session, core.plm.config.to_dict(), tokenizer_dir)
 
 
 def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
@@ -168,7 +174,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
 
     ds = _begin(Stage.PRETRAIN, cfg)
     _check_plm(cfg)
-    settings = _settings(cfg, ds, max_train_samples=max_train_samples)
+    settings = run_settings(cfg, ds, max_train_samples=max_train_samples)
     with RunDir(run_dir).open(Stage.PRETRAIN, settings, force=force, resume=resume) as session:
         if session.reused is not None:
             return session.reused
@@ -178,7 +184,7 @@ def pretrain(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, force
         cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
         if session.main:
             session.run.write_config({**session.settings, "plm_newly_initialized": list(info.newly_initialized)})
-        tok_dir = _save_tokenizer(session, tokenizer)
+        tok_dir = save_tokenizer(session, tokenizer)
         train_split, valid = ds.split("train"), ds.split("valid")
         n_train = len(train_split) if max_train_samples is None else min(max_train_samples, len(train_split))
         objective = core.plm.objective  # "mlm" or "clm"
@@ -241,7 +247,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
     if init_ctr is not None:
         extra.update(_ctr_init_run(init_ctr, ds, cfg, with_plm))
     validate(cfg, stage)
-    with RunDir(run_dir).open(stage, _settings(cfg, ds, **extra), force=force, resume=resume) as session:
+    with RunDir(run_dir).open(stage, run_settings(cfg, ds, **extra), force=force, resume=resume) as session:
         if session.reused is not None:
             return session.reused
         seed_everything(cfg.train.seed)
@@ -256,7 +262,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, pretrained: str | Path | No
             from clickprompt.data.text import TokenCache
 
             cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
-            tok_dir = _save_tokenizer(session, tokenizer)
+            tok_dir = save_tokenizer(session, tokenizer)
             model.config = _clickprompt_checkpoint_config(ModelKind.CLICKPROMPT_CTR, model.core, ds, cfg, session, tok_dir)
             groups = plm_param_groups(model, model.core.plm, cfg.train.lr, cfg.train.plm_lr)
 

@@ -13,7 +13,6 @@ stay the profile's own. The baselines need no settings beyond RunConfig's sectio
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 from torch import nn
@@ -23,7 +22,8 @@ from clickprompt.config import (
 )
 from clickprompt.data.dataset import PreparedDataset
 from clickprompt.data.schema import FeatureSpec
-from clickprompt.rundir import ModelKind, RunDir, Stage, settings_sha256
+from clickprompt.pipeline import load_dataset, run_settings, save_tokenizer, text_checkpoint_config  # noqa: F401
+from clickprompt.rundir import ModelKind, RunDir, Stage
 
 RECIPE_SECTIONS = ("ctr", "train")  # what a profile without a baseline's block takes from paper.yaml
 ENCODER_TYPES = ("bert", "roberta")  # CTR-BERT, PTab and CTRL read text with a BERT-family encoder
@@ -153,29 +153,6 @@ def encoder_from_config(hf_config: dict, *, mlm_head: bool = False):
 
 
 # ---------------------------------------------------------------- a stage's plumbing
-
-
-def load_dataset(cfg: RunConfig) -> PreparedDataset:
-    return PreparedDataset(Path(cfg.data.processed_dir) / cfg.data.dataset)
-
-
-def run_settings(cfg: RunConfig, ds: PreparedDataset, **extra) -> dict:
-    """What the run's config.json records: the resolved settings, the data's fingerprint, extras."""
-    return {**cfg.to_dict(), "data_fingerprint": ds.fingerprint, **extra}
-
-
-def save_tokenizer(session, tokenizer) -> str:
-    if session.main:
-        tokenizer.save_pretrained(session.run.tokenizer_dir)
-    return session.run.tokenizer_dir.name
-
-
-def text_checkpoint_config(kind: ModelKind, ds, cfg: RunConfig, session, hf_config: dict, tokenizer_dir: str,
-                           **extra) -> dict:
-    from clickprompt.model import checkpoint_config
-
-    return checkpoint_config(kind, ds, cfg, settings_sha256(session.settings), plm_name=cfg.plm.name,
-                             hf_config=hf_config, tokenizer=tokenizer_dir, **extra)
 
 
 def pretraining_run(pretrained, ds: PreparedDataset, kind: ModelKind, method: str) -> tuple[RunDir, dict]:
