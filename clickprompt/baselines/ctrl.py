@@ -117,6 +117,7 @@ def pretrain_ctrl(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
     """Contrastive alignment of the CTR model and the PLM; the lowest validation InfoNCE loss is kept."""
     from clickprompt.batching import text_batcher
     from clickprompt.data.text import TokenCache
+    from clickprompt.pipeline import training_cache
     from clickprompt.training import plm_param_groups, seed_everything, train
 
     if pretrained:
@@ -133,7 +134,7 @@ def pretrain_ctrl(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
         seed_everything(cfg.train.seed)
         plm, tokenizer, _ = common.load_encoder(cfg.plm.name)
         model = CTRLForPretraining(create_ctr(cfg.ctr.model, ds.spec, cfg.ctr), plm, pooling=cfg.plm.pooling)
-        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+        cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
         tok_dir = common.save_tokenizer(session, tokenizer)
         model.config = common.text_checkpoint_config(ModelKind.CTRL_PRETRAIN, ds, cfg, session, plm.config.to_dict(), tok_dir)
         train_split, valid = ds.split("train"), ds.split("valid")

@@ -203,6 +203,7 @@ def train_p5(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = False, 
 
     from clickprompt.batching import text_batcher
     from clickprompt.data.text import TokenCache
+    from clickprompt.pipeline import training_cache
     from clickprompt.pipeline import evaluator, finish_run
     from clickprompt.training import seed_everything, train
 
@@ -220,7 +221,7 @@ def train_p5(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = False, 
         yes_id, no_id = answer_ids(tokenizer)
         seq2seq = AutoModelForSeq2SeqLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         model = P5ForCTR(seq2seq, prompt_ids(tokenizer), yes_id, no_id)
-        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+        cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
         tok_dir = common.save_tokenizer(session, tokenizer)
         model.config = common.text_checkpoint_config(ModelKind.P5, ds, cfg, session, seq2seq.config.to_dict(), tok_dir,
                                                      prompt_ids=prompt_ids(tokenizer), yes_id=yes_id, no_id=no_id,

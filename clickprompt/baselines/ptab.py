@@ -101,6 +101,7 @@ def pretrain_ptab(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
     """MLM on the training split's text, PA-MLM's code without prompts; the lowest validation MLM loss is kept."""
     from clickprompt.batching import pretraining_batcher
     from clickprompt.data.text import TokenCache
+    from clickprompt.pipeline import training_cache
     from clickprompt.diagnostics import lm_loss, masked_value_accuracy
     from clickprompt.training import seed_everything, train
 
@@ -111,7 +112,7 @@ def pretrain_ptab(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
         seed_everything(cfg.train.seed)
         plm, tokenizer, info = common.load_encoder(cfg.plm.name, mlm_head=True)
         model = PTabForPretraining(plm)
-        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+        cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
         if session.main:
             session.run.write_config({**session.settings, "plm_newly_initialized": list(info.newly_initialized)})
         tok_dir = common.save_tokenizer(session, tokenizer)
@@ -152,6 +153,7 @@ def finetune_ptab(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
     """Text classification from the ptab-pretrain run: its encoder, a fresh head (the MLM head is dropped)."""
     from clickprompt.batching import text_batcher
     from clickprompt.data.text import TokenCache
+    from clickprompt.pipeline import training_cache
     from clickprompt.pipeline import evaluator, finish_run
     from clickprompt.training import seed_everything, train
 
@@ -166,7 +168,7 @@ def finetune_ptab(cfg: RunConfig, run_dir, *, pretrained=None, resume: bool = Fa
         plm.model.load_state_dict(mlm.core.plm.encoder.state_dict())  # the encoder; the MLM head stays behind
         model = PTabForCTR(plm, pooling=cfg.plm.pooling)
         tokenizer = common.run_tokenizer(pre, cfg.plm.name)
-        cache = TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length)
+        cache = training_cache(TokenCache.for_dataset(tokenizer, ds, cfg.data.max_length, cfg.data.pad_to_multiple), cfg)
         tok_dir = common.save_tokenizer(session, tokenizer)
         model.config = common.text_checkpoint_config(ModelKind.PTAB_CTR, ds, cfg, session, pre_config["hf_config"], tok_dir)
 
