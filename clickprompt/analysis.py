@@ -232,6 +232,8 @@ def long_tail_table(ds, predictions: dict[str, np.ndarray], split: str = "test",
             row[f"{name} AUC"] = None if note else m["auc"]
             row[f"{name} log loss"] = m["logloss"]
         base_auc = row[f"{baseline} AUC"]
+        if base_auc == 0 and not note:  # AUCs exist, a relative change does not
+            note = f"Rel.Impr undefined: {baseline}'s AUC is 0"
         for name in names:
             if name == baseline:
                 continue

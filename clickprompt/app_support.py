@@ -630,13 +630,9 @@ def describe_long_tail(table: pd.DataFrame, model: str) -> str:
     counted = 0
     for _, r in table.iterrows():
         if r[col] is None or pd.isna(r[col]):
-            mine, theirs = r.get(f"{model} AUC"), r.get(f"{baseline} AUC")
-            if mine is not None and theirs is not None and not pd.isna(mine) and not pd.isna(theirs):
-                # AUCs exist but no relative change (a baseline AUC of 0): say the AUCs, not "no AUC"
-                lines.append(f"- {r['subset']} ({r['n']:,} rows): {model} AUC {fmt_num(mine)} vs {baseline} "
-                             f"{fmt_num(theirs)} (Rel.Impr undefined: {baseline}'s AUC is {fmt_num(theirs)}).")
-            else:
-                lines.append(f"- {r['subset']} ({r['n']:,} rows): {r['note'] or 'no AUC'}.")
+            mine = r.get(f"{model} AUC")
+            auc = "" if mine is None or pd.isna(mine) else f"{model} AUC {fmt_num(mine)}, "
+            lines.append(f"- {r['subset']} ({r['n']:,} rows): {auc}{r['note'] or 'no AUC'}.")
             continue
         counted += 1
         better += r[col] > 0

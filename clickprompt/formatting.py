@@ -113,10 +113,6 @@ def metric_short(key: str) -> str:
     return METRIC_SHORT.get(key, key.replace("_", " "))
 
 
-def higher_is_better(key: str) -> bool:
-    return "auc" in key or "acc" in key
-
-
 def column_formatter(name: str):
     """The cell formatter of a results-table column, by its name: Rel.Impr as a signed percentage,
     p-values with two significant digits, AUC / log loss / alpha / logits with 4 decimals, counts with

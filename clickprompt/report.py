@@ -323,7 +323,7 @@ def mark(p: float | None, improvement: float | None) -> str:
 def significance(g: Group, ref: Group) -> tuple[str, str]:
     """(the mark for g's AUC cell, "p (test)") of group g against the reference group ref."""
     p, test = compare(g, ref)
-    return mark(p, g.auc - ref.auc), f"{fp(p)} ({test})" if p is not None else DASH
+    return mark(p, g.auc - ref.auc), f"{fmt_p(p)} ({test})" if p is not None else DASH
 
 
 # ============================================================================ formatting
@@ -338,9 +338,8 @@ def shown(path) -> str:
         return str(path)
 
 
-# AUC / log loss (f4), Rel.Impr (fpct), the paper's percentages (fpaper_pct), p-values (fp) and "mean ± sd"
+# AUC / log loss, Rel.Impr, the paper's percentages, p-values and "mean ± sd"
 # are written by clickprompt.formatting, as in the experiment summaries, the quick summary and the dashboard
-f4, fpct, fpaper_pct, fp = fmt_num, fmt_pct, fmt_paper_pct, fmt_p
 
 
 def cell(g: Group | None, name: str = "auc", split: str = "test", sig: str = "") -> str:
@@ -501,13 +500,13 @@ def table2(doc: Doc, groups: list[Group], ds: str) -> None:
             sig, ptxt = significance(g, best)
         rel = DASH
         if not is_cp and g is not None and cp is not None and cp.auc is not None and g.auc:
-            rel = fpct(rel_impr(cp.auc, g.auc))
+            rel = fmt_pct(rel_impr(cp.auc, g.auc))
         row = [label, seeds(g), not_run.get(name) or cell(g, "auc", sig=sig), cell(g, "logloss"), rel, ptxt]
         if paper:
             pv = P.TABLE2.get(name, {}).get(ds)
             stars = P.TABLE2_SIGNIFICANT.get((name, ds), (False, False))
             row += [DASH, DASH, DASH] if pv is None else [
-                f"{pv[0]:.4f}{'*' if stars[0] else ''}", f"{pv[1]:.4f}{'*' if stars[1] else ''}", fpaper_pct(pv[2])]
+                f"{pv[0]:.4f}{'*' if stars[0] else ''}", f"{pv[1]:.4f}{'*' if stars[1] else ''}", fmt_paper_pct(pv[2])]
         rows.append(row)
     if not rows:
         doc.p("No runs for this table.")
@@ -552,11 +551,11 @@ def table3(doc: Doc, groups: list[Group], ds: str) -> None:
                 continue
             rel, sig, ptxt = DASH, "", DASH
             if ft != "N/A" and g is not None and base is not None and g.auc is not None and base.auc:
-                rel = fpct(rel_impr(g.auc, base.auc))
+                rel = fmt_pct(rel_impr(g.auc, base.auc))
                 sig, ptxt = significance(g, base)
             row = [P.CTR_LABELS.get(ctr, ctr), ft, lm, seeds(g), cell(g, "auc", sig=sig), cell(g, "logloss"), rel, ptxt]
             if paper:
-                row += [DASH] * 3 if pv is None else [f4(pv[0]), f4(pv[1]), fpaper_pct(pv[2])]
+                row += [DASH] * 3 if pv is None else [fmt_num(pv[0]), fmt_num(pv[1]), fmt_paper_pct(pv[2])]
             rows.append(row)
     if not rows:
         doc.p("No runs for this table.")
@@ -583,12 +582,12 @@ def table4(doc: Doc, groups: list[Group], ds: str) -> None:
             continue
         rel, sig, ptxt = DASH, "", DASH
         if wo is not None and lw is not None and wo.auc and lw.auc is not None:
-            rel = fpct(rel_impr(lw.auc, wo.auc))
+            rel = fmt_pct(rel_impr(lw.auc, wo.auc))
             sig, ptxt = significance(lw, wo)
         row = [P.CTR_LABELS.get(ctr, ctr), cell(wo), cell(wo, "logloss"), cell(lw, sig=sig), cell(lw, "logloss"), rel, ptxt]
         if paper:
             pv = P.TABLE4[ds].get(ctr)
-            row += [DASH] * 3 if pv is None else [f4(pv[0]), f4(pv[2]), fpaper_pct(pv[4])]
+            row += [DASH] * 3 if pv is None else [fmt_num(pv[0]), fmt_num(pv[2]), fmt_paper_pct(pv[4])]
         rows.append(row)
     if not rows:
         doc.p("No input-layer (w/o Layerwise) runs: run `clickprompt finetune --strategy input ...` to fill this table.")
@@ -612,7 +611,7 @@ def table5(doc: Doc, groups: list[Group], ds: str) -> None:
             pv = P.TABLE5.get(ctr, {}).get(variant, {}).get(ds) if paper else None
             row = [P.CTR_LABELS.get(ctr, ctr), variant, seeds(g), cell(g), cell(g, "logloss")]
             if paper:
-                row += [DASH, DASH] if pv is None else [f4(pv[0]), f4(pv[1])]
+                row += [DASH, DASH] if pv is None else [fmt_num(pv[0]), fmt_num(pv[1])]
             rows.append(row)
     if not ours:
         doc.p("No ablation runs (`finetune --no-prompts`, `finetune` without `--pretrained`) for this dataset.")
@@ -682,16 +681,16 @@ def table6(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
     header.append("Note")
     rows = []
     for _, r in table.iterrows():
-        row = [r["subset"], str(int(r["n"])), f4(_none(r["positive_rate"]))]
+        row = [r["subset"], str(int(r["n"])), fmt_num(_none(r["positive_rate"]))]
         for n in names:
             auc = _none(r.get(f"{n} AUC"))
             p = _none(r.get(f"{n} DeLong p")) if n != baseline else None
             rel = _none(r.get(f"{n} Rel.Impr")) if n != baseline else None
-            row += [f4(auc) + mark(p, rel), f4(_none(r.get(f"{n} log loss")))] + ([fpct(rel)] if n != baseline else [])
+            row += [fmt_num(auc) + mark(p, rel), fmt_num(_none(r.get(f"{n} log loss")))] + ([fmt_pct(rel)] if n != baseline else [])
         if paper:
             key = (r["long_tail_user"], r["long_tail_item"])
             pv = P.TABLE6.get(key) if r["subset"] != "cold start" else None
-            row += [DASH] * 3 if pv is None else [f4(pv[0]), f4(pv[2]), fpaper_pct(pv[4])]
+            row += [DASH] * 3 if pv is None else [fmt_num(pv[0]), fmt_num(pv[2]), fmt_paper_pct(pv[4])]
         row.append(r.get("note") or "")
         rows.append(row)
     doc.table(header, rows)
@@ -705,14 +704,14 @@ def table6(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
         for n in names:
             vals = [_none(table.loc[table["subset"] == s, f"{n} AUC"].iloc[0]) for s in subsets]
             fig.add_bar(name=n, x=subsets, y=[v if v is not None else 0 for v in vals],
-                        text=[f4(v) for v in vals], textposition="outside")
+                        text=[fmt_num(v) for v in vals], textposition="outside")
         fig.update_layout(barmode="group", title=f"AUC per long-tail subset — {ds}", yaxis_title="test AUC",
                           yaxis_range=[0.4, 1.0], height=420)
         doc.fig(fig, f"Long-tail subsets, {ds} (a missing bar: AUC not reported, see the table's note)")
 
 
 def _paper_table6(doc: Doc):
-    rows = [["yes" if u else "no", "yes" if i else "no", f4(v[0]), f4(v[1]), f4(v[2]), f4(v[3]), fpaper_pct(v[4])]
+    rows = [["yes" if u else "no", "yes" if i else "no", fmt_num(v[0]), fmt_num(v[1]), fmt_num(v[2]), fmt_num(v[3]), fmt_paper_pct(v[4])]
             for (u, i), v in P.TABLE6.items()]
     doc.table(["Long-tail user?", "Long-tail item?", "DCNv2 AUC", "DCNv2 Log Loss", "ClickPrompt AUC",
                "ClickPrompt Log Loss", "Rel.Impr"], rows, caption="The paper's Table 6 (ML-1M), for reference:")
@@ -756,7 +755,7 @@ def table7(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
               "attention of the masked tokens over the K prompts, averaged over heads and tokens, normalised to 1.")
         mass = table.attrs.get("prompt_mass") or {}
         header = ["Masked field", *table.columns] + (["Share on prompts"] if mass else [])
-        rows = [[f, *[f4(v) for v in table.loc[f]]] + ([f"{100 * mass[f]:.1f}%"] if mass and f in mass and
+        rows = [[f, *[fmt_num(v) for v in table.loc[f]]] + ([f"{100 * mass[f]:.1f}%"] if mass and f in mass and
                                                           not math.isnan(mass[f]) else ([DASH] if mass else []))
                 for f in table.index]
         doc.table(header, rows)
@@ -770,7 +769,7 @@ def table7(doc: Doc, groups: list[Group], ds: str, analyses: list[dict], process
                               yaxis_autorange="reversed")
             doc.fig(fig, f"Soft-prompt attention heatmap, {ds}")
     if ds == "ml-1m" or table is not None:
-        prow = [[f, *[f4(v) for v in vals]] for f, vals in P.TABLE7.items()]
+        prow = [[f, *[fmt_num(v) for v in vals]] for f, vals in P.TABLE7.items()]
         doc.table(["Masked field", "1st", "2nd", "3rd", "4th", "5th"], prow,
                   caption="The paper's Table 7 (one ML-1M sample, DCNv2 + RoBERTa-base, K = 5, last layer), for reference:")
 
@@ -785,7 +784,7 @@ def table8(doc: Doc, ds: str, analyses: list[dict]) -> None:
               "`\"ClickPrompt with PLM\"=...`, to get the paper's numbers beside ours).")
         if paper:
             doc.table(["Model", f"Paper ms ({P.DATASET_LABELS[ds]})", "Paper AUC Imprv."],
-                      [[m, f"{P.table8_ms(m, ds)}", fpaper_pct(v[4])] for m, v in P.TABLE8.items()],
+                      [[m, f"{P.table8_ms(m, ds)}", fmt_paper_pct(v[4])] for m, v in P.TABLE8.items()],
                       caption=f"The paper's Table 8 ({P.TABLE8_DEVICE}, batch {P.TABLE8_BATCH_SIZE}):")
         return
     for a in saved:
@@ -797,10 +796,10 @@ def table8(doc: Doc, ds: str, analyses: list[dict]) -> None:
         for r in a["rows"]:
             row = [r["model"], r.get("device", DASH), str(r.get("batch_size", DASH)), f"{r['ms_model_median']:.2f}",
                    f"{r['ms_model_p90']:.2f}", f"{r['ms_e2e_median']:.2f}", f"{r['ms_e2e_p90']:.2f}",
-                   fpct(_none(r.get("auc_impr")))]
+                   fmt_pct(_none(r.get("auc_impr")))]
             if paper:
                 name = next((m for m in P.TABLE8 if m.lower() == str(r["model"]).lower()), None)
-                row += [DASH, DASH] if name is None else [f"{P.table8_ms(name, ds)}", fpaper_pct(P.TABLE8[name][4])]
+                row += [DASH, DASH] if name is None else [f"{P.table8_ms(name, ds)}", fmt_paper_pct(P.TABLE8[name][4])]
             rows.append(row)
         doc.table(header, rows, caption=f"From {shown(a['_path'])} ({a.get('definition', '')})")
 
@@ -813,8 +812,8 @@ def pretrain_section(doc: Doc, groups: list[Group], ds: str) -> None:
     rows = []
     for g in pre:
         r = g.runs[0].results
-        rows.append([g.label, seeds(g), f4(r.get("valid_mlm_loss")), f4(r.get("value_token_acc_true")),
-                     f4(r.get("value_token_acc_shuffled")), f4(r.get("value_token_acc_none")),
+        rows.append([g.label, seeds(g), fmt_num(r.get("valid_mlm_loss")), fmt_num(r.get("value_token_acc_true")),
+                     fmt_num(r.get("value_token_acc_shuffled")), fmt_num(r.get("value_token_acc_none")),
                      str(r.get("steps", DASH)), str(r.get("wall_s", DASH))])
     doc.table(["Run", "Seeds", "Valid MLM loss", "Value-token acc. (true prompts)", "(shuffled prompts)",
                "(no prompts)", "Steps", "Wall s"], rows)

@@ -101,6 +101,11 @@ def test_long_tail_table_metrics_notes_and_definition(env):
     one_class = A.long_tail_table(ds, {"m": preds["base"]}, tail_fraction=0.5, min_rows=1)
     small = one_class[(one_class["n"] > 0) & one_class["positive_rate"].isin([0.0, 1.0])]
     assert all("one class" in n for n in small["note"])
+    # a baseline ranking every subset backwards (AUC 0): the AUCs stay, the undefined Rel.Impr is noted
+    inverted = A.long_tail_table(ds, {"base": 1.0 - y, "better": preds["better"]}, tail_fraction=0.5, min_rows=5)
+    scored = inverted[inverted["base AUC"].notna()]
+    assert len(scored) and (scored["base AUC"] == 0).all() and scored["better AUC"].notna().all()
+    assert scored["better Rel.Impr"].isna().all() and (scored["note"] == "Rel.Impr undefined: base's AUC is 0").all()
     with pytest.raises(A.AnalysisError, match="rows"):
         A.long_tail_table(ds, {"m": np.zeros(3)})
     with pytest.raises(A.AnalysisError, match="no user field"):

@@ -33,7 +33,7 @@ def env(tmp_path_factory):
 def test_one_set_of_formatters_everywhere():
     from clickprompt import app_support, experiments, report
 
-    assert (report.f4, report.fpct, report.fp, report.fpaper_pct) == (F.fmt_num, F.fmt_pct, F.fmt_p, F.fmt_paper_pct)
+    assert (report.fmt_num, report.fmt_pct, report.fmt_p, report.fmt_paper_pct) == (F.fmt_num, F.fmt_pct, F.fmt_p, F.fmt_paper_pct)
     assert report.DASH == F.DASH
     assert experiments.fmt_p is F.fmt_p and experiments.fmt_mean_std is F.fmt_mean_std
     assert app_support._fmt_p(1.234e-5) == "DeLong p = 1.2e-05" and app_support._fmt_p(None) == "p not available"
